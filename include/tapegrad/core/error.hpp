@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace tapegrad {
+
+/// The base of every error the library raises.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A handle refers to an intermediate node that a tape clear or rewind has freed.
+class stale_value_error : public error {
+ public:
+  using error::error;
+};
+
+/// Operand shapes do not fit the operation (broadcasting, matmul, reshape...).
+class shape_error : public error {
+ public:
+  using error::error;
+};
+
+/// An index (a token id, a class target, an axis) lies outside its bound.
+class index_error : public error {
+ public:
+  using error::error;
+};
+
+/// An argument has a value the operation does not accept.
+class value_error : public error {
+ public:
+  using error::error;
+};
+
+/// Values from two different tapes meet in one operation.
+class tape_mismatch_error : public error {
+ public:
+  using error::error;
+};
+
+/// Anomaly mode found a NaN or an infinity in a forward value or a gradient.
+class anomaly_error : public error {
+ public:
+  using error::error;
+};
+
+/// A checkpoint could not be read or written; the model and the file are untouched.
+class io_error : public error {
+ public:
+  using error::error;
+};
+
+}  // namespace tapegrad
