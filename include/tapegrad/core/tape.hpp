@@ -157,6 +157,14 @@ class Tape {
     return tensor_nodes_.size() - 1;
   }
 
+  /// Destroys the most recent tensor node (an op whose forward failed).
+  void pop_tensor_node() noexcept {
+    if (!tensor_nodes_.empty()) {
+      tensor_nodes_.back()->~tensor_node();
+      tensor_nodes_.pop_back();
+    }
+  }
+
   /// The recorded tensor nodes, in order.
   const std::vector<detail::tensor_node*>& tensor_nodes() const noexcept { return tensor_nodes_; }
 
