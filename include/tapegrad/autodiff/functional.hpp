@@ -45,8 +45,7 @@ auto run_scalar_function(F& f, Tape& tape, A... xs) {
 ///   auto [loss, g] = tapegrad::value_and_grad([](Value a, Value b) { return a * a + b * b; }, 2.0, 3.0);
 ///   // loss = 13, g = {4, 6}
 template <class F, class... A>
-  requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...))
-auto value_and_grad(F&& f, A... xs) {
+requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) auto value_and_grad(F&& f, A... xs) {
   using T = detail::common_float_t<A...>;
   Tape tape;
   auto [v, g] = detail::run_scalar_function<T>(f, tape, xs...);
@@ -59,8 +58,7 @@ auto value_and_grad(F&& f, A... xs) {
 /// Example:
 ///   auto [ga, gb] = tapegrad::grad([](Value a, Value b) { return a * a + b * b; }, 2.0, 3.0);  // 4, 6
 template <class F, class... A>
-  requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...))
-auto grad(F&& f, A... xs) {
+requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) auto grad(F&& f, A... xs) {
   auto r = value_and_grad(std::forward<F>(f), xs...);
   if constexpr (sizeof...(A) == 1)
     return r.grad[0];

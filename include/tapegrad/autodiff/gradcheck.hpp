@@ -24,13 +24,13 @@ struct GradcheckOptions {
 /// The outcome of a gradient check, with the worst entry for the report.
 struct GradcheckResult {
   bool passed = true;
-  std::size_t checked = 0;        ///< how many input entries were compared
-  std::size_t worst_index = 0;    ///< flat index of the worst entry
-  double analytic = 0;            ///< the tape's gradient there
-  double numeric = 0;             ///< the central difference there
-  double abs_error = 0;           ///< |analytic - numeric| there
-  double rel_error = 0;           ///< abs_error / max(|numeric|, tiny)
-  std::string name;               ///< what was checked, for the report
+  std::size_t checked = 0;      ///< how many input entries were compared
+  std::size_t worst_index = 0;  ///< flat index of the worst entry
+  double analytic = 0;          ///< the tape's gradient there
+  double numeric = 0;           ///< the central difference there
+  double abs_error = 0;         ///< |analytic - numeric| there
+  double rel_error = 0;         ///< abs_error / max(|numeric|, tiny)
+  std::string name;             ///< what was checked, for the report
 
   explicit operator bool() const noexcept { return passed; }
 
@@ -38,8 +38,8 @@ struct GradcheckResult {
   std::string report() const {
     std::ostringstream os;
     os.precision(10);
-    os << "gradcheck" << (name.empty() ? "" : " " + name) << ": " << (passed ? "passed" : "FAILED") << " on "
-       << checked << " entries; worst entry " << worst_index << ": analytic " << analytic << ", numeric " << numeric
+    os << "gradcheck" << (name.empty() ? "" : " " + name) << ": " << (passed ? "passed" : "FAILED") << " on " << checked
+       << " entries; worst entry " << worst_index << ": analytic " << analytic << ", numeric " << numeric
        << ", abs error " << abs_error << ", rel error " << rel_error;
     return os.str();
   }
@@ -64,8 +64,7 @@ GradcheckResult compare_gradients(Eval&& eval, std::vector<double> x, const std:
     x[i] = saved;
     const double numeric = (fp - fm) / (2 * h);
     const double err = std::abs(analytic[i] - numeric);
-    const bool ok = err <= opt.atol + opt.rtol * std::abs(numeric) ||
-                    (std::isnan(analytic[i]) && std::isnan(numeric));
+    const bool ok = err <= opt.atol + opt.rtol * std::abs(numeric) || (std::isnan(analytic[i]) && std::isnan(numeric));
     // Rank by how far past the tolerance an entry is, so the report names the worst.
     const double score = err / (opt.atol + opt.rtol * std::abs(numeric));
     if (!ok) r.passed = false;
@@ -91,15 +90,14 @@ GradcheckResult compare_gradients(Eval&& eval, std::vector<double> x, const std:
 ///   auto r = tapegrad::gradcheck([](Value x, Value y) { return sin(x) * y; }, 0.3, 2.0);
 ///   CHECK_MESSAGE(r, r.report());
 template <class F, class... A>
-  requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...))
-GradcheckResult gradcheck(F&& f, A... xs) {
+requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) GradcheckResult gradcheck(F&& f, A... xs) {
   return gradcheck(GradcheckOptions{}, std::forward<F>(f), xs...);
 }
 
 /// `gradcheck` with explicit tolerances.
 template <class F, class... A>
-  requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...))
-GradcheckResult gradcheck(const GradcheckOptions& opt, F&& f, A... xs) {
+requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) GradcheckResult
+    gradcheck(const GradcheckOptions& opt, F&& f, A... xs) {
   const auto g = value_and_grad(f, static_cast<double>(xs)...).grad;
   std::vector<double> analytic(g.begin(), g.end());
   auto eval = [&](const std::vector<double>& x) {

@@ -151,8 +151,8 @@ std::string to_dot(const basic_value<T>& root) {
       os << "  " << id(n.a) << " -> " << id(i) << " [style=dashed, color=red, label=\"no gradient\"];\n";
       continue;
     }
-    os << "  " << id(i) << " [shape=box, label=\"" << name(i) << "\\ndata " << detail::number(n.value)
-       << " | grad " << detail::number(n.grad) << "\"];\n";
+    os << "  " << id(i) << " [shape=box, label=\"" << name(i) << "\\ndata " << detail::number(n.value) << " | grad "
+       << detail::number(n.grad) << "\"];\n";
     if (n.arity >= 1) os << "  " << id(n.a) << " -> " << id(i) << " [label=\"" << detail::number(n.da) << "\"];\n";
     if (n.arity >= 2) os << "  " << id(n.b) << " -> " << id(i) << " [label=\"" << detail::number(n.db) << "\"];\n";
   }

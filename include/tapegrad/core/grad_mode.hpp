@@ -9,9 +9,9 @@ namespace detail {
 
 /// Per-thread switches read by every recorded operation.
 struct thread_state {
-  Tape* active = nullptr;     // nullptr means the thread's default tape
-  bool grad_enabled = true;   // false while a NoGradGuard is alive
-  bool anomaly = false;       // true while an AnomalyGuard is alive
+  Tape* active = nullptr;    // nullptr means the thread's default tape
+  bool grad_enabled = true;  // false while a NoGradGuard is alive
+  bool anomaly = false;      // true while an AnomalyGuard is alive
 };
 
 inline thread_state& state() noexcept {

@@ -19,12 +19,12 @@ template <class T>
 struct scalar_node {
   T value;
   T grad;
-  T da;               // d(node)/d(child a)
-  T db;               // d(node)/d(child b)
-  std::uint32_t a;    // child a (leaf_bit set for a leaf)
-  std::uint32_t b;    // child b, or sink_index for a unary op
+  T da;             // d(node)/d(child a)
+  T db;             // d(node)/d(child b)
+  std::uint32_t a;  // child a (leaf_bit set for a leaf)
+  std::uint32_t b;  // child b, or sink_index for a unary op
   std::uint32_t epoch;
-  std::uint16_t op;   // index into op_names()
+  std::uint16_t op;  // index into op_names()
   std::uint16_t arity;
 };
 
@@ -42,10 +42,10 @@ struct scalar_leaf {
 /// The names printed for scalar nodes. The library's ops take fixed slots;
 /// custom scalar ops register a name and get the next one.
 inline std::vector<std::string>& op_name_table() {
-  static std::vector<std::string> names = {
-      "leaf", "sink", "stop_gradient", "add", "sub", "mul", "div", "neg", "pow",
-      "exp", "log", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu", "abs",
-      "max", "min", "log1p", "expm1", "erf", "softplus"};
+  static std::vector<std::string> names = {"leaf",  "sink",  "stop_gradient", "add",     "sub",  "mul", "div",
+                                           "neg",   "pow",   "exp",           "log",     "sqrt", "sin", "cos",
+                                           "tan",   "tanh",  "sigmoid",       "relu",    "abs",  "max", "min",
+                                           "log1p", "expm1", "erf",           "softplus"};
   return names;
 }
 
@@ -56,9 +56,31 @@ inline std::mutex& op_name_mutex() {
 
 /// The fixed slots of op_name_table().
 enum scalar_op : std::uint16_t {
-  op_leaf, op_sink, op_stop_gradient, op_add, op_sub, op_mul, op_div, op_neg, op_pow,
-  op_exp, op_log, op_sqrt, op_sin, op_cos, op_tan, op_tanh, op_sigmoid, op_relu, op_abs,
-  op_max, op_min, op_log1p, op_expm1, op_erf, op_softplus
+  op_leaf,
+  op_sink,
+  op_stop_gradient,
+  op_add,
+  op_sub,
+  op_mul,
+  op_div,
+  op_neg,
+  op_pow,
+  op_exp,
+  op_log,
+  op_sqrt,
+  op_sin,
+  op_cos,
+  op_tan,
+  op_tanh,
+  op_sigmoid,
+  op_relu,
+  op_abs,
+  op_max,
+  op_min,
+  op_log1p,
+  op_expm1,
+  op_erf,
+  op_softplus
 };
 
 inline std::string op_name(std::uint16_t op) {
@@ -142,12 +164,8 @@ struct scalar_store {
     released_leaves.resize(kept);
   }
 
-  T& grad_ref(std::uint32_t i) noexcept {
-    return (i & leaf_bit) ? leaves[i & ~leaf_bit].grad : nodes[i].grad;
-  }
-  T value_of(std::uint32_t i) const noexcept {
-    return (i & leaf_bit) ? leaves[i & ~leaf_bit].value : nodes[i].value;
-  }
+  T& grad_ref(std::uint32_t i) noexcept { return (i & leaf_bit) ? leaves[i & ~leaf_bit].grad : nodes[i].grad; }
+  T value_of(std::uint32_t i) const noexcept { return (i & leaf_bit) ? leaves[i & ~leaf_bit].value : nodes[i].value; }
 };
 
 }  // namespace tapegrad::detail

@@ -107,8 +107,8 @@ class Tape {
 
   /// Recorded nodes (scalar and tensor) currently on the tape.
   std::size_t size() const noexcept {
-    return std::get<0>(scalar_).nodes.size() + std::get<1>(scalar_).nodes.size() +
-           std::get<2>(scalar_).nodes.size() - 3 + tensor_nodes_.size();
+    return std::get<0>(scalar_).nodes.size() + std::get<1>(scalar_).nodes.size() + std::get<2>(scalar_).nodes.size() -
+           3 + tensor_nodes_.size();
   }
 
   /// Bytes the tape holds for recorded scalar nodes (capacity, not just size).
@@ -184,8 +184,7 @@ class Tape {
     }
   }
 
-  std::tuple<detail::scalar_store<float>, detail::scalar_store<double>, detail::scalar_store<long double>>
-      scalar_;
+  std::tuple<detail::scalar_store<float>, detail::scalar_store<double>, detail::scalar_store<long double>> scalar_;
   std::vector<detail::tensor_node*> tensor_nodes_;
   std::vector<std::shared_ptr<void>> kept_alive_;
   detail::arena arena_;

@@ -21,8 +21,7 @@ namespace detail {
 template <class T>
 basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, T da);
 template <class T>
-basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da,
-                             const basic_value<T>& b, T db);
+basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da, const basic_value<T>& b, T db);
 template <class T>
 void check_anomaly(std::uint16_t op, T value);
 }  // namespace detail
@@ -63,13 +62,11 @@ class basic_value {
 
   /// A leaf from any other arithmetic type: `Value n = 3;`.
   template <class U>
-    requires(std::is_arithmetic_v<U> && !std::same_as<U, T>)
-  basic_value(U x) : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
+  requires(std::is_arithmetic_v<U> && !std::same_as<U, T>) basic_value(U x)
+      : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
 
   basic_value(const basic_value& o) noexcept : tape_(o.tape_), index_(o.index_), stamp_(o.stamp_) { retain(); }
-  basic_value(basic_value&& o) noexcept : tape_(o.tape_), index_(o.index_), stamp_(o.stamp_) {
-    o.tape_ = nullptr;
-  }
+  basic_value(basic_value&& o) noexcept : tape_(o.tape_), index_(o.index_), stamp_(o.stamp_) { o.tape_ = nullptr; }
   basic_value& operator=(const basic_value& o) noexcept {
     if (this != &o) {
       o.retain();
@@ -188,6 +185,14 @@ class basic_value {
   /// The name of the operation that made this value ("mul", "stop_gradient", ...; "leaf").
   std::string op() const { return is_leaf() ? std::string("leaf") : detail::op_name(node().op); }
 
+  /// Internal: the value, after checking the handle on behalf of operation `op`
+  /// (so a stale handle's error names the operation).
+  T data_for(std::uint16_t op) const {
+    check_alive(op);
+    return is_leaf() ? tape_->scalars<T>().leaves[index_ & ~detail::leaf_bit].value
+                     : tape_->scalars<T>().nodes[index_].value;
+  }
+
   /// The raw index on the tape (leaf_bit set for leaves). For introspection.
   std::uint32_t raw_index() const noexcept { return index_; }
 
@@ -195,61 +200,75 @@ class basic_value {
 
   // d(a+b)/da = 1, d(a+b)/db = 1
   friend basic_value operator+(const basic_value& a, const basic_value& b) {
-    return detail::record_binary<T>(detail::op_add, a.data() + b.data(), a, T(1), b, T(1));
+    return detail::record_binary<T>(detail::op_add, a.data_for(detail::op_add) + b.data_for(detail::op_add), a, T(1), b,
+                                    T(1));
   }
   friend basic_value operator+(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_add, a.data() + b, a, T(1));
+    return detail::record_unary<T>(detail::op_add, a.data_for(detail::op_add) + b, a, T(1));
   }
   friend basic_value operator+(T a, const basic_value& b) { return b + a; }
 
   // d(a-b)/da = 1, d(a-b)/db = -1
   friend basic_value operator-(const basic_value& a, const basic_value& b) {
-    return detail::record_binary<T>(detail::op_sub, a.data() - b.data(), a, T(1), b, T(-1));
+    return detail::record_binary<T>(detail::op_sub, a.data_for(detail::op_sub) - b.data_for(detail::op_sub), a, T(1), b,
+                                    T(-1));
   }
   friend basic_value operator-(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_sub, a.data() - b, a, T(1));
+    return detail::record_unary<T>(detail::op_sub, a.data_for(detail::op_sub) - b, a, T(1));
   }
   friend basic_value operator-(T a, const basic_value& b) {
-    return detail::record_unary<T>(detail::op_sub, a - b.data(), b, T(-1));
+    return detail::record_unary<T>(detail::op_sub, a - b.data_for(detail::op_sub), b, T(-1));
   }
 
   // d(a*b)/da = b, d(a*b)/db = a
   friend basic_value operator*(const basic_value& a, const basic_value& b) {
-    const T x = a.data(), y = b.data();
+    const T x = a.data_for(detail::op_mul), y = b.data_for(detail::op_mul);
     return detail::record_binary<T>(detail::op_mul, x * y, a, y, b, x);
   }
   friend basic_value operator*(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_mul, a.data() * b, a, b);
+    return detail::record_unary<T>(detail::op_mul, a.data_for(detail::op_mul) * b, a, b);
   }
   friend basic_value operator*(T a, const basic_value& b) { return b * a; }
 
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
   friend basic_value operator/(const basic_value& a, const basic_value& b) {
-    const T x = a.data(), y = b.data();
+    const T x = a.data_for(detail::op_div), y = b.data_for(detail::op_div);
     const T inv = T(1) / y;
     return detail::record_binary<T>(detail::op_div, x * inv, a, inv, b, -x * inv * inv);
   }
   friend basic_value operator/(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_div, a.data() / b, a, T(1) / b);
+    return detail::record_unary<T>(detail::op_div, a.data_for(detail::op_div) / b, a, T(1) / b);
   }
   friend basic_value operator/(T a, const basic_value& b) {
-    const T y = b.data();
+    const T y = b.data_for(detail::op_div);
     return detail::record_unary<T>(detail::op_div, a / y, b, -a / (y * y));
   }
 
   // d(-a)/da = -1
   friend basic_value operator-(const basic_value& a) {
-    return detail::record_unary<T>(detail::op_neg, -a.data(), a, T(-1));
+    return detail::record_unary<T>(detail::op_neg, -a.data_for(detail::op_neg), a, T(-1));
   }
   friend basic_value operator+(const basic_value& a) { return a; }
 
   // Compound assignment rebinds this handle to the new node, as `x = x + y`
   // would. Under NoGradGuard a leaf is updated in place instead, which is how
   // an optimizer step reads: `{ NoGradGuard g; w -= lr * w.grad(); }`.
-  basic_value& operator+=(const basic_value& o) { return assign_op(o, [](T a, T b) { return a + b; }, *this + o); }
-  basic_value& operator-=(const basic_value& o) { return assign_op(o, [](T a, T b) { return a - b; }, *this - o); }
-  basic_value& operator*=(const basic_value& o) { return assign_op(o, [](T a, T b) { return a * b; }, *this * o); }
-  basic_value& operator/=(const basic_value& o) { return assign_op(o, [](T a, T b) { return a / b; }, *this / o); }
+  basic_value& operator+=(const basic_value& o) {
+    return assign_op(
+        o, [](T a, T b) { return a + b; }, *this + o);
+  }
+  basic_value& operator-=(const basic_value& o) {
+    return assign_op(
+        o, [](T a, T b) { return a - b; }, *this - o);
+  }
+  basic_value& operator*=(const basic_value& o) {
+    return assign_op(
+        o, [](T a, T b) { return a * b; }, *this * o);
+  }
+  basic_value& operator/=(const basic_value& o) {
+    return assign_op(
+        o, [](T a, T b) { return a / b; }, *this / o);
+  }
 
   // Comparisons look at the data only; they record nothing.
   friend bool operator==(const basic_value& a, const basic_value& b) { return a.data() == b.data(); }
@@ -322,8 +341,7 @@ class basic_value {
   template <class U>
   friend basic_value<U> detail::record_unary(std::uint16_t, U, const basic_value<U>&, U);
   template <class U>
-  friend basic_value<U> detail::record_binary(std::uint16_t, U, const basic_value<U>&, U,
-                                              const basic_value<U>&, U);
+  friend basic_value<U> detail::record_binary(std::uint16_t, U, const basic_value<U>&, U, const basic_value<U>&, U);
   template <std::floating_point U>
   friend basic_value<U> stop_gradient(const basic_value<U>&);
 
@@ -375,8 +393,7 @@ basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, 
 }
 
 template <class T>
-basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da, const basic_value<T>& b,
-                             T db) {
+basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da, const basic_value<T>& b, T db) {
   const thread_state& st = state();
   if (st.anomaly) check_anomaly(op, value);
   a.check_alive(op);
@@ -419,8 +436,8 @@ void basic_value<T>::backward(T seed) const {
     const T gb = g * n.db;
     if (anomaly && (!std::isfinite(ga) || (n.arity == 2 && !std::isfinite(gb)))) {
       std::ostringstream os;
-      os << "anomaly: the backward rule of " << detail::op_name(n.op) << " (node " << i
-         << ", value " << n.value << ") produced a non-finite gradient";
+      os << "anomaly: the backward rule of " << detail::op_name(n.op) << " (node " << i << ", value " << n.value
+         << ") produced a non-finite gradient";
       throw anomaly_error(os.str());
     }
     s.grad_ref(n.a) += ga;
@@ -447,8 +464,7 @@ basic_value<T> stop_gradient(const basic_value<T>& x) {
   if (!is_grad_enabled()) return basic_value<T>::leaf_on(tape, x.data());
   // Arity 0: the sweep passes nothing on. The source is kept in edge a only so
   // that printed graphs can draw the cut edge.
-  return detail::make_node<T>(tape, detail::op_stop_gradient, 0, x.data(), x.index_, T(0), detail::sink_index,
-                              T(0));
+  return detail::make_node<T>(tape, detail::op_stop_gradient, 0, x.data(), x.index_, T(0), detail::sink_index, T(0));
 }
 
 }  // namespace tapegrad
