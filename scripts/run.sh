@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Build and run tapegrad through its CMake presets.
+#
+#   scripts/run.sh test            configure, build and test presets dev, then asan
+#   scripts/run.sh example [args]  build the release preset and run the main example
+#   scripts/run.sh bench [args]    build the bench preset and run every benchmark
+#
+# Missing Debian packages are installed first (with sudo when not root).
+set -euo pipefail
+
+usage() {
+  echo "usage: scripts/run.sh example|test|bench [extra args for the example or benchmarks]" >&2
+  exit 2
+}
+
+[[ $# -ge 1 ]] || usage
+mode=$1
+shift
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+jobs=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+
+current_phase="start"
+phase() {
+  current_phase=$*
+  printf '\n==> %s\n' "$*"
+}
+trap 'printf "\n==> FAILED: %s\n" "$current_phase" >&2' ERR
+
+# ensure_packages pkg... : install, with apt-get, the packages not yet installed.
+ensure_packages() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    return 0  # not a Debian system: the tools must already be there
+  fi
+  local missing=() pkg
+  for pkg in "$@"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+
+  local sudo=()
+  [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
+  phase "installing ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+packages=(cmake g++ ninja-build libeigen3-dev doctest-dev libcli11-dev)
+
+case "$mode" in
+  test)
+    ensure_packages "${packages[@]}"
+    for preset in dev asan; do
+      phase "configure ($preset)"
+      cmake --preset "$preset"
+      phase "build ($preset)"
+      cmake --build --preset "$preset" -j "$jobs"
+      phase "test ($preset)"
+      ctest --preset "$preset" --output-on-failure -j 2
+    done
+    ;;
+
+  example)
+    ensure_packages "${packages[@]}"
+    if [[ -f examples/transformer/CMakeLists.txt ]]; then
+      name=transformer
+    else
+      name=scalar_mlp
+    fi
+    if [[ ! -f "examples/$name/CMakeLists.txt" ]]; then
+      echo "run.sh: no example to run (examples/transformer or examples/scalar_mlp)" >&2
+      exit 1
+    fi
+    phase "configure (release)"
+    cmake --preset release
+    phase "build $name (release)"
+    cmake --build --preset release -j "$jobs" --target "$name"
+    phase "run $name $*"
+    exec "build/release/bin/$name" "$@"
+    ;;
+
+  bench)
+    ensure_packages "${packages[@]}" libbenchmark-dev libtorch-dev
+    phase "configure (bench)"
+    cmake --preset bench
+    phase "build (bench)"
+    cmake --build --preset bench -j "$jobs"
+    shopt -s nullglob
+    benches=(build/bench/bench/*)
+    if [[ ${#benches[@]} -eq 0 ]]; then
+      echo "no benchmarks to run (benchmarks/scalar and benchmarks/tensor are empty)"
+      exit 0
+    fi
+    for exe in "${benches[@]}"; do
+      [[ -f "$exe" && -x "$exe" ]] || continue
+      phase "run ${exe##*/} $*"
+      "$exe" "$@"
+    done
+    ;;
+
+  *)
+    usage
+    ;;
+esac
