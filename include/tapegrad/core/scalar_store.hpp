@@ -109,6 +109,7 @@ struct scalar_store {
   std::vector<std::uint32_t> released_leaves;  // reusable after the next clear or rewind
   std::vector<std::string> leaf_labels;        // optional names, by leaf slot
   std::vector<std::string> node_labels;        // optional names, by node index
+  std::uint32_t swept = 0;                     // nodes below this index may hold a stale gradient
 
   scalar_store() { reset_nodes(); }
 
@@ -152,6 +153,7 @@ struct scalar_store {
   void truncate(std::uint32_t keep) {
     if (keep < 1) keep = 1;
     if (keep < nodes.size()) nodes.resize(keep);
+    if (swept > keep) swept = keep;
     if (node_labels.size() > keep) node_labels.resize(keep);
     // A released leaf made before `keep` may still be a child of a kept node.
     std::size_t kept = 0;

@@ -193,7 +193,9 @@ basic_value<T> softplus(const basic_value<T>& x) {
 template <std::floating_point T>
 basic_value<T> custom_unary(const basic_value<T>& x, std::type_identity_t<T> value, std::type_identity_t<T> slope,
                             const std::string& name) {
-  return detail::record_unary<T>(detail::register_op_name(name), value, x, slope);
+  const std::uint16_t op = detail::register_op_name(name);
+  (void)x.data_for(op);  // checks the handle: recording a stale one would corrupt the tape
+  return detail::record_unary<T>(op, value, x, slope);
 }
 
 /// A user-defined scalar op of two inputs: `value` is f(a, b), `da` and `db`
@@ -201,7 +203,10 @@ basic_value<T> custom_unary(const basic_value<T>& x, std::type_identity_t<T> val
 template <std::floating_point T>
 basic_value<T> custom_binary(const basic_value<T>& a, const basic_value<T>& b, std::type_identity_t<T> value,
                              std::type_identity_t<T> da, std::type_identity_t<T> db, const std::string& name) {
-  return detail::record_binary<T>(detail::register_op_name(name), value, a, da, b, db);
+  const std::uint16_t op = detail::register_op_name(name);
+  (void)a.data_for(op);  // checks both handles, as the library's ops do
+  (void)b.data_for(op);
+  return detail::record_binary<T>(op, value, a, da, b, db);
 }
 
 }  // namespace tapegrad

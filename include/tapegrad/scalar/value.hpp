@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tapegrad/core/config.hpp"
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
@@ -53,8 +55,8 @@ class basic_value {
   basic_value(Tape& tape, T x) : tape_(&tape) {
     auto& s = tape_->scalars<T>();
     const std::uint32_t slot = s.new_leaf(x);
-    index_ = slot | detail::leaf_bit;
-    stamp_ = s.leaves[slot].generation;
+    h_.index = slot | detail::leaf_bit;
+    h_.stamp = s.leaves[slot].generation;
   }
 
   /// A leaf holding `x` on `tape` (what an operation returns under NoGradGuard).
@@ -65,29 +67,27 @@ class basic_value {
   requires(std::is_arithmetic_v<U> && !std::same_as<U, T>) basic_value(U x)
       : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
 
-  basic_value(const basic_value& o) noexcept : tape_(o.tape_), index_(o.index_), stamp_(o.stamp_) { retain(); }
-  basic_value(basic_value&& o) noexcept : tape_(o.tape_), index_(o.index_), stamp_(o.stamp_) { o.tape_ = nullptr; }
+  basic_value(const basic_value& o) noexcept : tape_(o.tape_), h_(o.h_) { retain(); }
+  TAPEGRAD_ALWAYS_INLINE basic_value(basic_value&& o) noexcept : tape_(o.tape_), h_(o.h_) { o.tape_ = nullptr; }
   basic_value& operator=(const basic_value& o) noexcept {
     if (this != &o) {
       o.retain();
       release();
       tape_ = o.tape_;
-      index_ = o.index_;
-      stamp_ = o.stamp_;
+      h_ = o.h_;
     }
     return *this;
   }
-  basic_value& operator=(basic_value&& o) noexcept {
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator=(basic_value&& o) noexcept {
     if (this != &o) {
       release();
       tape_ = o.tape_;
-      index_ = o.index_;
-      stamp_ = o.stamp_;
+      h_ = o.h_;
       o.tape_ = nullptr;
     }
     return *this;
   }
-  ~basic_value() { release(); }
+  TAPEGRAD_ALWAYS_INLINE ~basic_value() { release(); }
 
   /// The forward value.
   T data() const { return is_leaf() ? leaf().value : node().value; }
@@ -112,17 +112,20 @@ class basic_value {
   }
 
   /// True for a leaf (made from a number), false for an operation's result.
-  bool is_leaf() const noexcept { return (index_ & detail::leaf_bit) != 0; }
+  bool is_leaf() const noexcept { return (h_.index & detail::leaf_bit) != 0; }
 
   /// False once a clear or rewind has freed the node this handle refers to.
-  bool is_alive() const noexcept {
+  TAPEGRAD_ALWAYS_INLINE bool is_alive() const noexcept {
     if (!tape_) return false;
     const auto& s = tape_->scalars<T>();
     if (is_leaf()) {
-      const std::uint32_t slot = index_ & ~detail::leaf_bit;
-      return slot < s.leaves.size() && s.leaves[slot].generation == stamp_;
+      const std::uint32_t slot = h_.index & ~detail::leaf_bit;
+      return slot < s.leaves.size() && s.leaves[slot].generation == h_.stamp;
     }
-    return index_ < s.nodes.size() && s.nodes[index_].epoch == stamp_;
+    // Within one epoch nodes are only appended, so a handle of the current
+    // epoch is alive without looking at its node.
+    if (h_.stamp == tape_->epoch()) return true;
+    return h_.index < s.nodes.size() && s.nodes[h_.index].epoch == h_.stamp;
   }
 
   /// The tape this value lives on.
@@ -145,7 +148,7 @@ class basic_value {
     auto& s = tape().template scalars<T>();
     check_alive("label");
     auto& labels = is_leaf() ? s.leaf_labels : s.node_labels;
-    const std::uint32_t i = index_ & ~detail::leaf_bit;
+    const std::uint32_t i = h_.index & ~detail::leaf_bit;
     if (labels.size() <= i) labels.resize(i + 1);
     labels[i] = std::move(name);
     return *this;
@@ -156,7 +159,7 @@ class basic_value {
     const auto& s = tape().template scalars<T>();
     check_alive("label");
     const auto& labels = is_leaf() ? s.leaf_labels : s.node_labels;
-    const std::uint32_t i = index_ & ~detail::leaf_bit;
+    const std::uint32_t i = h_.index & ~detail::leaf_bit;
     return i < labels.size() ? labels[i] : std::string();
   }
 
@@ -187,85 +190,85 @@ class basic_value {
 
   /// Internal: the value, after checking the handle on behalf of operation `op`
   /// (so a stale handle's error names the operation).
-  T data_for(std::uint16_t op) const {
+  TAPEGRAD_ALWAYS_INLINE T data_for(std::uint16_t op) const {
     check_alive(op);
-    return is_leaf() ? tape_->scalars<T>().leaves[index_ & ~detail::leaf_bit].value
-                     : tape_->scalars<T>().nodes[index_].value;
+    return is_leaf() ? tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit].value
+                     : tape_->scalars<T>().nodes[h_.index].value;
   }
 
   /// The raw index on the tape (leaf_bit set for leaves). For introspection.
-  std::uint32_t raw_index() const noexcept { return index_; }
+  std::uint32_t raw_index() const noexcept { return h_.index; }
 
   // ---- arithmetic (hidden friends, so `x * 2` and `2 * x` both work) ----------
 
   // d(a+b)/da = 1, d(a+b)/db = 1
-  friend basic_value operator+(const basic_value& a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a, const basic_value& b) {
     return detail::record_binary<T>(detail::op_add, a.data_for(detail::op_add) + b.data_for(detail::op_add), a, T(1), b,
                                     T(1));
   }
-  friend basic_value operator+(const basic_value& a, T b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a, T b) {
     return detail::record_unary<T>(detail::op_add, a.data_for(detail::op_add) + b, a, T(1));
   }
-  friend basic_value operator+(T a, const basic_value& b) { return b + a; }
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(T a, const basic_value& b) { return b + a; }
 
   // d(a-b)/da = 1, d(a-b)/db = -1
-  friend basic_value operator-(const basic_value& a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a, const basic_value& b) {
     return detail::record_binary<T>(detail::op_sub, a.data_for(detail::op_sub) - b.data_for(detail::op_sub), a, T(1), b,
                                     T(-1));
   }
-  friend basic_value operator-(const basic_value& a, T b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a, T b) {
     return detail::record_unary<T>(detail::op_sub, a.data_for(detail::op_sub) - b, a, T(1));
   }
-  friend basic_value operator-(T a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(T a, const basic_value& b) {
     return detail::record_unary<T>(detail::op_sub, a - b.data_for(detail::op_sub), b, T(-1));
   }
 
   // d(a*b)/da = b, d(a*b)/db = a
-  friend basic_value operator*(const basic_value& a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(const basic_value& a, const basic_value& b) {
     const T x = a.data_for(detail::op_mul), y = b.data_for(detail::op_mul);
     return detail::record_binary<T>(detail::op_mul, x * y, a, y, b, x);
   }
-  friend basic_value operator*(const basic_value& a, T b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(const basic_value& a, T b) {
     return detail::record_unary<T>(detail::op_mul, a.data_for(detail::op_mul) * b, a, b);
   }
-  friend basic_value operator*(T a, const basic_value& b) { return b * a; }
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(T a, const basic_value& b) { return b * a; }
 
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
-  friend basic_value operator/(const basic_value& a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(const basic_value& a, const basic_value& b) {
     const T x = a.data_for(detail::op_div), y = b.data_for(detail::op_div);
     const T inv = T(1) / y;
     return detail::record_binary<T>(detail::op_div, x * inv, a, inv, b, -x * inv * inv);
   }
-  friend basic_value operator/(const basic_value& a, T b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(const basic_value& a, T b) {
     return detail::record_unary<T>(detail::op_div, a.data_for(detail::op_div) / b, a, T(1) / b);
   }
-  friend basic_value operator/(T a, const basic_value& b) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(T a, const basic_value& b) {
     const T y = b.data_for(detail::op_div);
     return detail::record_unary<T>(detail::op_div, a / y, b, -a / (y * y));
   }
 
   // d(-a)/da = -1
-  friend basic_value operator-(const basic_value& a) {
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a) {
     return detail::record_unary<T>(detail::op_neg, -a.data_for(detail::op_neg), a, T(-1));
   }
-  friend basic_value operator+(const basic_value& a) { return a; }
+  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a) { return a; }
 
   // Compound assignment rebinds this handle to the new node, as `x = x + y`
   // would. Under NoGradGuard a leaf is updated in place instead, which is how
   // an optimizer step reads: `{ NoGradGuard g; w -= lr * w.grad(); }`.
-  basic_value& operator+=(const basic_value& o) {
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator+=(const basic_value& o) {
     return assign_op(
         o, [](T a, T b) { return a + b; }, *this + o);
   }
-  basic_value& operator-=(const basic_value& o) {
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator-=(const basic_value& o) {
     return assign_op(
         o, [](T a, T b) { return a - b; }, *this - o);
   }
-  basic_value& operator*=(const basic_value& o) {
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator*=(const basic_value& o) {
     return assign_op(
         o, [](T a, T b) { return a * b; }, *this * o);
   }
-  basic_value& operator/=(const basic_value& o) {
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator/=(const basic_value& o) {
     return assign_op(
         o, [](T a, T b) { return a / b; }, *this / o);
   }
@@ -281,7 +284,7 @@ class basic_value {
   }
 
   /// Wraps an existing node or leaf slot (used by the recording helpers).
-  static basic_value from_raw(Tape& tape, std::uint32_t index, std::uint32_t stamp) noexcept {
+  TAPEGRAD_ALWAYS_INLINE static basic_value from_raw(Tape& tape, std::uint32_t index, std::uint32_t stamp) noexcept {
     basic_value v(raw_tag{}, tape, index, stamp);
     v.retain();
     return v;
@@ -290,7 +293,9 @@ class basic_value {
  private:
   struct raw_tag {};
   basic_value(raw_tag, Tape& tape, std::uint32_t index, std::uint32_t stamp) noexcept
-      : tape_(&tape), index_(index), stamp_(stamp) {}
+      // One 8-byte store: a later 8-byte load of both fields is then forwarded
+      // from the store buffer instead of waiting for two 4-byte stores to retire.
+      : tape_(&tape), h_(std::bit_cast<handle_bits>(std::uint64_t(index) | (std::uint64_t(stamp) << 32))) {}
 
   basic_value wrap(std::uint32_t index) const {
     const auto& s = tape_->scalars<T>();
@@ -300,7 +305,7 @@ class basic_value {
   }
 
   template <class F>
-  basic_value& assign_op(const basic_value& o, F f, basic_value&& recorded) {
+  TAPEGRAD_ALWAYS_INLINE basic_value& assign_op(const basic_value& o, F f, basic_value&& recorded) {
     if (!is_grad_enabled() && is_leaf()) {
       leaf().value = f(leaf().value, o.data());
     } else {
@@ -309,21 +314,26 @@ class basic_value {
     return *this;
   }
 
-  void retain() const noexcept {
-    if (tape_ && is_leaf()) ++tape_->scalars<T>().leaves[index_ & ~detail::leaf_bit].refs;
+  TAPEGRAD_ALWAYS_INLINE void retain() const noexcept {
+    if (tape_ && is_leaf()) ++tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit].refs;
   }
-  void release() noexcept {
-    if (tape_ && is_leaf()) tape_->scalars<T>().release_leaf(index_ & ~detail::leaf_bit);
+  TAPEGRAD_ALWAYS_INLINE void release() noexcept {
+    if (tape_ && is_leaf()) tape_->scalars<T>().release_leaf(h_.index & ~detail::leaf_bit);
   }
 
-  void check_alive(std::uint16_t op) const {
+  TAPEGRAD_ALWAYS_INLINE void check_alive(std::uint16_t op) const {
     if (!is_alive()) [[unlikely]]
-      check_alive(detail::op_name(op).c_str());
+      throw_stale_op(op);
   }
+  [[noreturn]] TAPEGRAD_COLD void throw_stale_op(std::uint16_t op) const { throw_stale(detail::op_name(op).c_str()); }
   void check_alive(const char* what) const {
-    if (!is_alive()) {
+    if (!is_alive()) [[unlikely]]
+      throw_stale(what);
+  }
+  [[noreturn]] TAPEGRAD_COLD void throw_stale(const char* what) const {
+    {
       std::ostringstream os;
-      os << what << ": the node at tape position " << index_
+      os << what << ": the node at tape position " << h_.index
          << " was freed by a clear or rewind of its tape (stale handle)";
       throw stale_value_error(os.str());
     }
@@ -331,11 +341,11 @@ class basic_value {
 
   detail::scalar_leaf<T>& leaf() const {
     check_alive("Value");
-    return tape_->scalars<T>().leaves[index_ & ~detail::leaf_bit];
+    return tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit];
   }
   detail::scalar_node<T>& node() const {
     check_alive("Value");
-    return tape_->scalars<T>().nodes[index_];
+    return tape_->scalars<T>().nodes[h_.index];
   }
 
   template <class U>
@@ -345,9 +355,15 @@ class basic_value {
   template <std::floating_point U>
   friend basic_value<U> stop_gradient(const basic_value<U>&);
 
+  // The node's index (leaf_bit set for a leaf slot) and its stamp: the epoch
+  // an intermediate was recorded in, or a leaf slot's generation.
+  struct handle_bits {
+    std::uint32_t index = 0;
+    std::uint32_t stamp = 0;
+  };
+
   Tape* tape_ = nullptr;
-  std::uint32_t index_ = 0;
-  std::uint32_t stamp_ = 0;
+  handle_bits h_;
 };
 
 /// The double-precision scalar: what the tutorials and the seeds use.
@@ -372,36 +388,41 @@ inline void same_tape(const char* op, const basic_value<T>& a, const basic_value
   }
 }
 
+[[noreturn]] TAPEGRAD_COLD inline void throw_tape_full() {
+  throw error("Tape: more than 2^31 scalar nodes recorded without a clear");
+}
+
 template <class T>
-basic_value<T> make_node(Tape& tape, std::uint16_t op, std::uint16_t arity, T value, std::uint32_t a, T da,
-                         std::uint32_t b, T db) {
+TAPEGRAD_ALWAYS_INLINE basic_value<T> make_node(Tape& tape, std::uint16_t op, std::uint16_t arity, T value,
+                                                std::uint32_t a, T da, std::uint32_t b, T db) {
   auto& s = tape.scalars<T>();
   const std::uint32_t index = static_cast<std::uint32_t>(s.nodes.size());
-  if (index >= leaf_bit) throw error("Tape: more than 2^31 scalar nodes recorded without a clear");
+  if (index >= leaf_bit) [[unlikely]]
+    throw_tape_full();
   s.nodes.push_back(scalar_node<T>{value, T(0), da, db, a, b, tape.epoch(), op, arity});
   return basic_value<T>::from_raw(tape, index, tape.epoch());
 }
 
 template <class T>
-basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, T da) {
+TAPEGRAD_ALWAYS_INLINE basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, T da) {
   const thread_state& st = state();
   if (st.anomaly) check_anomaly(op, value);
-  a.check_alive(op);
+  // The caller read a.data_for(op), which checked the handle.
   Tape& tape = *a.tape_;
   if (!st.grad_enabled) return basic_value<T>::leaf_on(tape, value);
-  return make_node<T>(tape, op, 1, value, a.index_, da, sink_index, T(0));
+  return make_node<T>(tape, op, 1, value, a.h_.index, da, sink_index, T(0));
 }
 
 template <class T>
-basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da, const basic_value<T>& b, T db) {
+TAPEGRAD_ALWAYS_INLINE basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da,
+                                                    const basic_value<T>& b, T db) {
   const thread_state& st = state();
   if (st.anomaly) check_anomaly(op, value);
-  a.check_alive(op);
-  b.check_alive(op);
-  if (a.tape_ != b.tape_) same_tape(op_name(op).c_str(), a, b);
+  if (a.tape_ != b.tape_) [[unlikely]]
+    same_tape(op_name(op).c_str(), a, b);
   Tape& tape = *a.tape_;
   if (!st.grad_enabled) return basic_value<T>::leaf_on(tape, value);
-  return make_node<T>(tape, op, 2, value, a.index_, da, b.index_, db);
+  return make_node<T>(tape, op, 2, value, a.h_.index, da, b.h_.index, db);
 }
 
 }  // namespace detail
@@ -415,18 +436,22 @@ void basic_value<T>::backward(T seed) const {
   check_alive("backward");
   auto& s = tape_->scalars<T>();
   if (is_leaf()) {
-    s.leaves[index_ & ~detail::leaf_bit].grad += seed;
+    s.leaves[h_.index & ~detail::leaf_bit].grad += seed;
     return;
   }
   detail::scalar_node<T>* nodes = s.nodes.data();
   // Intermediates hold the gradient of the latest root only, so they start at
   // zero on every sweep; leaves keep accumulating until zero_grad().
-  for (std::uint32_t i = 1; i < index_; ++i) nodes[i].grad = T(0);
-  nodes[index_].grad = seed;
+  // Nodes are born with a zero gradient: only those a previous sweep wrote to
+  // (below its root, the store's high-water mark) need zeroing again.
+  const std::uint32_t dirty = std::min(h_.index, s.swept);
+  for (std::uint32_t i = 1; i < dirty; ++i) nodes[i].grad = T(0);
+  if (h_.index + 1 > s.swept) s.swept = h_.index + 1;
+  nodes[h_.index].grad = seed;
   const bool anomaly = is_anomaly_enabled();
   // Inputs were recorded before their users, so one walk from the root down
   // visits every node after all of its users: no sort, no recursion.
-  for (std::uint32_t i = index_; i >= 1; --i) {
+  for (std::uint32_t i = h_.index; i >= 1; --i) {
     const detail::scalar_node<T>& n = nodes[i];
     const T g = n.grad;
     // An unreached node passes nothing on. Skipping it also keeps 0 * inf
@@ -441,18 +466,20 @@ void basic_value<T>::backward(T seed) const {
       throw anomaly_error(os.str());
     }
     s.grad_ref(n.a) += ga;
-    s.grad_ref(n.b) += gb;  // the sink for a unary node
+    // A unary node has no second child. Writing its zero into a shared sink
+    // would chain every unary node through one memory cell.
+    if (n.arity == 2) s.grad_ref(n.b) += gb;
   }
 }
 
 template <std::floating_point T>
 std::string basic_value<T>::describe() const {
   if (!tape_) return "<moved-from>";
-  if (!is_alive()) return "<stale #" + std::to_string(index_ & ~detail::leaf_bit) + ">";
+  if (!is_alive()) return "<stale #" + std::to_string(h_.index & ~detail::leaf_bit) + ">";
   std::string name = label();
   if (!name.empty()) return name;
-  if (is_leaf()) return "leaf#" + std::to_string(index_ & ~detail::leaf_bit);
-  return detail::op_name(tape_->scalars<T>().nodes[index_].op) + "#" + std::to_string(index_);
+  if (is_leaf()) return "leaf#" + std::to_string(h_.index & ~detail::leaf_bit);
+  return detail::op_name(tape_->scalars<T>().nodes[h_.index].op) + "#" + std::to_string(h_.index);
 }
 
 /// A node with x's value and no path back to x: gradient stops here.
@@ -464,7 +491,7 @@ basic_value<T> stop_gradient(const basic_value<T>& x) {
   if (!is_grad_enabled()) return basic_value<T>::leaf_on(tape, x.data());
   // Arity 0: the sweep passes nothing on. The source is kept in edge a only so
   // that printed graphs can draw the cut edge.
-  return detail::make_node<T>(tape, detail::op_stop_gradient, 0, x.data(), x.index_, T(0), detail::sink_index, T(0));
+  return detail::make_node<T>(tape, detail::op_stop_gradient, 0, x.data(), x.h_.index, T(0), detail::sink_index, T(0));
 }
 
 }  // namespace tapegrad
