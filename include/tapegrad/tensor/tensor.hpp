@@ -217,7 +217,7 @@ basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vec
 /// *intermediate* in its tape's arena, freed by the tape's clear.
 ///
 /// Example:
-///   Tensor w = tapegrad::from<float>({{1, 2}, {3, 4}}).requires_grad();
+///   Tensor w = tapegrad::from<float>({{1, 2}, {3, 4}}).requires_grad(true);
 ///   Tensor loss = sum(matmul(w, w));
 ///   loss.backward();
 ///   w.grad();   // d loss / d w
@@ -357,13 +357,16 @@ class basic_tensor {
     if (numel() != 1)
       throw shape_error("backward: the root has shape " + shape().str() +
                         "; a non-scalar root needs a seed: backward(seed)");
-    basic_tensor seed(shape(), T(1));
-    backward(seed);
+    const T one(1);
+    backward_from(&one);  // no seed tensor: a warm training step allocates nothing
   }
 
   /// Runs the reverse sweep from this tensor with the given seed gradient,
   /// which must have this tensor's shape.
   void backward(const basic_tensor& seed) const;
+
+  /// Internal: the reverse sweep from this tensor, seeded with numel() values at `seed`.
+  void backward_from(const T* seed) const;
 
   /// A one-line description for messages: "matmul [8, 20]" or "leaf [64, 20]".
   std::string describe() const {
@@ -548,19 +551,25 @@ void basic_tensor<T>::backward(const basic_tensor& seed) const {
   const auto& sd = seed.storage();
   if (!(sd.shape == root.shape))
     throw shape_error("backward: seed shape " + sd.shape.str() + " differs from root shape " + root.shape.str());
+  backward_from(sd.data);
+}
+
+template <std::floating_point T>
+void basic_tensor<T>::backward_from(const T* seed) const {
+  auto& root = storage();
   if (!root.requires_grad)
     throw value_error("backward: " + describe() + " does not require grad (no parameter reaches it)");
   const index_t n = root.shape.numel();
   if (leaf_) {
     T* g = OpContext<T>::grad_buffer(root, Tape::active());
-    for (index_t i = 0; i < n; ++i) g[i] += sd.data[i];
+    for (index_t i = 0; i < n; ++i) g[i] += seed[i];
     return;
   }
   const auto& nodes = tape_->tensor_nodes();
   // Intermediate gradients describe the latest root only; leaves accumulate.
   for (std::size_t i = 0; i <= node_; ++i) nodes[i]->reset_grad();
   T* g = OpContext<T>::grad_buffer(root, *tape_);
-  std::copy_n(sd.data, n, g);
+  std::copy_n(seed, n, g);
   const bool anomaly = is_anomaly_enabled();
   for (std::size_t i = node_ + 1; i-- > 0;) {
     detail::tensor_node* tn = nodes[i];

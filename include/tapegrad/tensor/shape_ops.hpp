@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+#include <Eigen/Core>
+#include <array>
+#include <concepts>
+#include <cstddef>
+#include <algorithm>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tapegrad/core/error.hpp"
+#include "tapegrad/detail/broadcast.hpp"
+#include "tapegrad/tensor/tensor.hpp"
+
+namespace tapegrad {
+
+// Ops that move values without changing them. Each result is a new contiguous
+// tensor (an arena copy); the gradient is the same move run backwards.
+
+namespace detail {
+
+/// Copies (or with Add, adds) a permuted tensor: dst[j] (+)= src[i] where dst
+/// has shape `dst_shape` and dimension k of dst is dimension perm[k] of src.
+template <bool Add, class T>
+void permute_copy(const T* src, const Shape& src_shape, T* dst, const Shape& dst_shape,
+                  const std::array<int, 4>& perm) {
+  // Strides of src, reordered into dst's dimension order, padded to 4.
+  std::array<index_t, 4> e{1, 1, 1, 1}, st{0, 0, 0, 0};
+  const int r = dst_shape.rank();
+  for (int k = 0; k < r; ++k) {
+    e[static_cast<std::size_t>(4 - r + k)] = dst_shape[k];
+    st[static_cast<std::size_t>(4 - r + k)] = src_shape.stride(perm[static_cast<std::size_t>(k)]);
+  }
+  index_t o = 0;
+  for (index_t i0 = 0; i0 < e[0]; ++i0)
+    for (index_t i1 = 0; i1 < e[1]; ++i1)
+      for (index_t i2 = 0; i2 < e[2]; ++i2) {
+        const T* s = src + i0 * st[0] + i1 * st[1] + i2 * st[2];
+        for (index_t i3 = 0; i3 < e[3]; ++i3, ++o) {
+          if constexpr (Add)
+            dst[o] += s[i3 * st[3]];
+          else
+            dst[o] = s[i3 * st[3]];
+        }
+      }
+}
+
+template <class T>
+basic_tensor<T> reshape_to(const basic_tensor<T>& x, std::span<const index_t> dims) {
+  const Shape& in = x.shape();
+  extents d;
+  int infer = -1;
+  index_t known = 1;
+  auto fail = [&](const std::string& why) {
+    std::string want = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) want += (i ? ", " : "") + std::to_string(dims[i]);
+    throw shape_error("reshape: " + in.str() + " (" + std::to_string(in.numel()) + " elements) to " + want +
+                      "]: " + why);
+  };
+  if (static_cast<int>(dims.size()) > max_rank) fail("rank above " + std::to_string(max_rank));
+  for (std::size_t i = 0; i < dims.size(); ++i) {
+    d.push_back(dims[i]);
+    if (dims[i] == -1) {
+      if (infer >= 0) fail("more than one -1");
+      infer = static_cast<int>(i);
+    } else if (dims[i] < 0) {
+      fail("negative extent");
+    } else {
+      known *= dims[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || in.numel() % known != 0) fail("no extent for -1 fits");
+    d[infer] = in.numel() / known;
+  } else if (known != in.numel()) {
+    fail("the element counts differ");
+  }
+  return make_op<T>(
+      "reshape", d.shape(), {x}, [](OpContext<T>& c) { c.out_vec() = c.in_vec(0); },
+      [](OpContext<T>& c) { c.in_grad_vec(0) += c.out_grad_vec(); });
+}
+
+}  // namespace detail
+
+/// The same values in a new shape with the same number of elements. One
+/// extent may be -1, inferred from the others: reshape(x, {-1, 64}).
+/// d/dx: the gradient reshaped back.
+template <std::floating_point T>
+basic_tensor<T> reshape(const basic_tensor<T>& x, std::initializer_list<index_t> dims) {
+  return detail::reshape_to(x, std::span<const index_t>(dims.begin(), dims.size()));
+}
+
+/// `reshape` with the extents in a vector.
+template <std::floating_point T>
+basic_tensor<T> reshape(const basic_tensor<T>& x, const std::vector<index_t>& dims) {
+  return detail::reshape_to(x, std::span<const index_t>(dims));
+}
+
+/// `reshape` to a Shape: reshape(x, y.shape()).
+template <std::floating_point T, std::same_as<Shape> S>
+basic_tensor<T> reshape(const basic_tensor<T>& x, const S& shape) {
+  const detail::extents e(shape);
+  return detail::reshape_to(x, e.span());
+}
+
+namespace detail {
+
+template <class T>
+basic_tensor<T> permute_to(const basic_tensor<T>& x, std::span<const int> dims) {
+  const Shape& in = x.shape();
+  const int r = in.rank();
+  auto list = [&] {
+    std::string s = "[";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+  };
+  if (static_cast<int>(dims.size()) != r)
+    throw shape_error("permute: " + list() + " has " + std::to_string(dims.size()) + " entries for a tensor of shape " +
+                      in.str());
+  std::array<int, 4> perm{0, 1, 2, 3}, inverse{0, 1, 2, 3};
+  std::array<bool, 4> seen{};
+  extents out;
+  for (int k = 0; k < r; ++k) {
+    const int d = normalize_dim("permute", dims[static_cast<std::size_t>(k)], r);
+    if (seen[static_cast<std::size_t>(d)])
+      throw value_error("permute: " + list() + " names dimension " + std::to_string(d) + " twice");
+    seen[static_cast<std::size_t>(d)] = true;
+    perm[static_cast<std::size_t>(k)] = d;
+    inverse[static_cast<std::size_t>(d)] = k;
+    out.push_back(in[d]);
+  }
+  return make_op<T>(
+      "permute", out.shape(), {x},
+      [perm](OpContext<T>& c) {
+        if (c.shape(0).rank() == 2 && perm[0] == 1) {
+          // A plain matrix transpose: let Eigen do it blockwise.
+          const index_t m = c.shape(0)[0], n = c.shape(0)[1];
+          c.out_mat(n, m) = c.in_mat(0, m, n).transpose();
+        } else {
+          permute_copy<false>(c.in(0), c.shape(0), c.out(), c.out_shape(), perm);
+        }
+      },
+      [inverse](OpContext<T>& c) {
+        permute_copy<true>(c.out_grad(), c.out_shape(), c.in_grad(0), c.shape(0), inverse);
+      });
+}
+
+}  // namespace detail
+
+/// The dimensions reordered: dimension k of the result is dimension dims[k]
+/// of x (negatives count from the end). d/dx: the inverse permutation of the gradient.
+template <std::floating_point T>
+basic_tensor<T> permute(const basic_tensor<T>& x, std::initializer_list<int> dims) {
+  return detail::permute_to(x, std::span<const int>(dims.begin(), dims.size()));
+}
+
+/// `permute` with the order in a vector.
+template <std::floating_point T>
+basic_tensor<T> permute(const basic_tensor<T>& x, const std::vector<int>& dims) {
+  return detail::permute_to(x, std::span<const int>(dims));
+}
+
+/// Dimensions d0 and d1 swapped (negatives count from the end):
+/// transpose(x, -2, -1) swaps the last two.
+template <std::floating_point T>
+basic_tensor<T> transpose(const basic_tensor<T>& x, int d0 = -2, int d1 = -1) {
+  const int r = x.rank();
+  const int a = detail::normalize_dim("transpose", d0, r), b = detail::normalize_dim("transpose", d1, r);
+  std::array<int, max_rank> p{0, 1, 2, 3};
+  std::swap(p[static_cast<std::size_t>(a)], p[static_cast<std::size_t>(b)]);
+  return detail::permute_to(x, std::span<const int>(p.data(), static_cast<std::size_t>(r)));
+}
+
+/// The `length` entries of dimension `dim` starting at `start` (PyTorch's
+/// narrow). d/dx: the gradient placed back in that window, 0 elsewhere.
+template <std::floating_point T>
+basic_tensor<T> narrow(const basic_tensor<T>& x, int dim, index_t start, index_t length) {
+  const Shape& in = x.shape();
+  const int d = detail::normalize_dim("narrow", dim, in.rank());
+  if (start < 0 || length < 0 || start + length > in[d])
+    throw index_error("narrow: window [" + std::to_string(start) + ", " + std::to_string(start + length) +
+                      ") out of range [0, " + std::to_string(in[d]) + ") in dimension " + std::to_string(d) +
+                      " of shape " + in.str());
+  detail::extents out(in);
+  out[d] = length;
+  const auto [outer, n, inner] = detail::split_at(in, d);
+  return make_op<T>(
+      "narrow", out.shape(), {x},
+      [=](OpContext<T>& c) {
+        for (index_t o = 0; o < outer; ++o)
+          std::copy_n(c.in(0) + (o * n + start) * inner, length * inner, c.out() + o * length * inner);
+      },
+      [=](OpContext<T>& c) {
+        using Vec = typename OpContext<T>::Vec;
+        T* g = c.in_grad(0);
+        for (index_t o = 0; o < outer; ++o)
+          Eigen::Map<Vec>(g + (o * n + start) * inner, length * inner) +=
+              Eigen::Map<const Vec>(c.out_grad() + o * length * inner, length * inner);
+      });
+}
+
+/// Entries [start, end) of dimension `dim`; negative start and end count from
+/// the end, as in Python: slice(x, -1, 0, -1) drops the last column.
+template <std::floating_point T>
+basic_tensor<T> slice(const basic_tensor<T>& x, int dim, index_t start, index_t end) {
+  const Shape& in = x.shape();
+  const int d = detail::normalize_dim("slice", dim, in.rank());
+  const index_t s = start < 0 ? start + in[d] : start, e = end < 0 ? end + in[d] : end;
+  if (s < 0 || e > in[d] || s > e)
+    throw index_error("slice: [" + std::to_string(start) + ", " + std::to_string(end) + ") out of range [0, " +
+                      std::to_string(in[d]) + ") in dimension " + std::to_string(d) + " of shape " + in.str());
+  return narrow(x, d, s, e - s);
+}
+
+/// The tensors joined along dimension `dim`; all other extents must agree.
+/// d/dx_i: the matching window of the gradient.
+template <std::floating_point T>
+basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, int dim) {
+  if (xs.empty()) throw value_error("concat: no tensors to join");
+  const Shape& first = xs[0].shape();
+  const int d = detail::normalize_dim("concat", dim, first.rank());
+  detail::extents out(first);
+  out[d] = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const Shape& s = xs[i].shape();
+    bool ok = s.rank() == first.rank();
+    for (int k = 0; ok && k < s.rank(); ++k)
+      if (k != d && s[k] != first[k]) ok = false;
+    if (!ok)
+      throw shape_error("concat: " + first.str() + " and " + s.str() + " (tensor " + std::to_string(i) +
+                        ") differ outside dimension " + std::to_string(d));
+    out[d] += s[d];
+  }
+  const Shape os = out.shape();
+  const auto [outer, total, inner] = detail::split_at(os, d);
+  (void)total;
+  return make_op<T>(
+      "concat", os, xs,
+      [=](OpContext<T>& c) {
+        index_t at = 0;  // offset of input i within one outer block of the result
+        for (std::size_t i = 0; i < c.inputs(); ++i) {
+          const index_t w = c.shape(i)[d] * inner;
+          for (index_t o = 0; o < outer; ++o)
+            std::copy_n(c.in(i) + o * w, w, c.out() + o * total * inner + at);
+          at += w;
+        }
+      },
+      [=](OpContext<T>& c) {
+        using Vec = typename OpContext<T>::Vec;
+        index_t at = 0;
+        for (std::size_t i = 0; i < c.inputs(); ++i) {
+          const index_t w = c.shape(i)[d] * inner;
+          if (c.needs_grad(i)) {
+            T* g = c.in_grad(i);
+            for (index_t o = 0; o < outer; ++o)
+              Eigen::Map<Vec>(g + o * w, w) += Eigen::Map<const Vec>(c.out_grad() + o * total * inner + at, w);
+          }
+          at += w;
+        }
+      });
+}
+
+/// x cut along dimension `dim` into pieces of the given extents, which must
+/// sum to x's extent there.
+template <std::floating_point T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, const std::vector<index_t>& sizes, int dim) {
+  const Shape& in = x.shape();
+  const int d = detail::normalize_dim("split", dim, in.rank());
+  index_t sum = 0;
+  for (index_t s : sizes) {
+    if (s < 0) throw value_error("split: negative piece size " + std::to_string(s));
+    sum += s;
+  }
+  if (sum != in[d])
+    throw shape_error("split: pieces summing to " + std::to_string(sum) + " do not cover extent " +
+                      std::to_string(in[d]) + " of dimension " + std::to_string(d) + " of shape " + in.str());
+  std::vector<basic_tensor<T>> out;
+  out.reserve(sizes.size());
+  index_t at = 0;
+  for (index_t s : sizes) {
+    out.push_back(narrow(x, d, at, s));
+    at += s;
+  }
+  return out;
+}
+
+/// x cut along dimension `dim` into pieces of `chunk` entries each (the last
+/// may be shorter), as PyTorch's split with an integer size.
+template <std::floating_point T>
+std::vector<basic_tensor<T>> split(const basic_tensor<T>& x, index_t chunk, int dim) {
+  const Shape& in = x.shape();
+  const int d = detail::normalize_dim("split", dim, in.rank());
+  if (chunk <= 0) throw value_error("split: chunk size " + std::to_string(chunk) + " must be positive");
+  std::vector<index_t> sizes;
+  for (index_t at = 0; at < in[d]; at += chunk) sizes.push_back(std::min(chunk, in[d] - at));
+  return split(x, sizes, d);
+}
+
+/// The entries of dimension `dim` at the given indices, in order; an index may
+/// repeat. d/dx: each gradient slice added back at its index (repeats accumulate).
+/// An index outside [0, extent) raises index_error naming the index and the bound.
+template <std::floating_point T>
+basic_tensor<T> index_select(const basic_tensor<T>& x, int dim, const std::vector<index_t>& indices) {
+  const Shape& in = x.shape();
+  const int d = detail::normalize_dim("index_select", dim, in.rank());
+  for (std::size_t i = 0; i < indices.size(); ++i)
+    if (indices[i] < 0 || indices[i] >= in[d])
+      throw index_error("index_select: index " + std::to_string(indices[i]) + " (position " + std::to_string(i) +
+                        ") out of range [0, " + std::to_string(in[d]) + ") for dimension " + std::to_string(d) +
+                        " of shape " + in.str());
+  detail::extents out(in);
+  const auto count = static_cast<index_t>(indices.size());
+  out[d] = count;
+  const auto [outer, n, inner] = detail::split_at(in, d);
+  // The indices outlive this call: keep a copy in the arena of the tape the
+  // op is recorded on (freed by its clear), not on the heap.
+  Tape& tape = x.is_leaf() ? Tape::active() : *x.tape();
+  index_t* idx = tape.arena().template allocate_array<index_t>(indices.size());
+  std::copy(indices.begin(), indices.end(), idx);
+  return make_op<T>(
+      "index_select", out.shape(), {x},
+      [=](OpContext<T>& c) {
+        for (index_t o = 0; o < outer; ++o)
+          for (index_t j = 0; j < count; ++j)
+            std::copy_n(c.in(0) + (o * n + idx[j]) * inner, inner, c.out() + (o * count + j) * inner);
+      },
+      [=](OpContext<T>& c) {
+        using Vec = typename OpContext<T>::Vec;
+        T* g = c.in_grad(0);
+        for (index_t o = 0; o < outer; ++o)
+          for (index_t j = 0; j < count; ++j)
+            Eigen::Map<Vec>(g + (o * n + idx[j]) * inner, inner) +=
+                Eigen::Map<const Vec>(c.out_grad() + (o * count + j) * inner, inner);
+      });
+}
+
+}  // namespace tapegrad
