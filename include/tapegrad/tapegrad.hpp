@@ -4,3 +4,9 @@
 /// The one header a user needs: everything but the optional parts.
 
 #include "tapegrad/scalar.hpp"
+#include "tapegrad/tensor.hpp"
+#include "tapegrad/autodiff/custom_op.hpp"
+#include "tapegrad/autodiff/tensor_graph.hpp"
+#include "tapegrad/nn.hpp"
+#include "tapegrad/optim.hpp"
+#include "tapegrad/io.hpp"

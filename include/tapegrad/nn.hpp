@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// The layers of tapegrad (namespace tapegrad::nn): the Module base and every layer.
+
+#include "tapegrad/nn/layers.hpp"
+#include "tapegrad/nn/module.hpp"
