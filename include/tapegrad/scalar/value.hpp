@@ -366,7 +366,7 @@ class basic_value {
   handle_bits h_;
 };
 
-/// The double-precision scalar: what the tutorials and the seeds use.
+/// The double-precision scalar: what the tutorials and the worked examples use.
 using Value = basic_value<double>;
 
 namespace detail {
