@@ -94,13 +94,16 @@ class basic_multi_head_attention : public basic_module<T> {
     const bool batched = s.rank() == 3;
     const index_t b = batched ? s[0] : 1, t = s[-2], dh = d_ / heads_;
     // [.., T, d] -> [.., T, H, dh] -> [.., H, T, dh]
-    const std::vector<index_t> split_dims =
-        batched ? std::vector<index_t>{b, t, heads_, dh} : std::vector<index_t>{t, heads_, dh};
-    const std::vector<int> to_heads = batched ? std::vector<int>{0, 2, 1, 3} : std::vector<int>{1, 0, 2};
+    // Shapes and permutations on the stack: a warm step makes no heap allocation here.
+    const Shape split_dims = batched ? Shape{b, t, heads_, dh} : Shape{t, heads_, dh};
+    // Swapping T and H is its own inverse, so the same permutation merges the heads back.
+    auto swap_heads = [batched](const tensor_type& p) {
+      return batched ? permute(p, {0, 2, 1, 3}) : permute(p, {1, 0, 2});
+    };
     auto project = [&](const tensor_type& w, const tensor_type& bias) {
       tensor_type p = matmul(x, w);
       if (bias.defined()) p = p + bias;
-      return permute(reshape(p, split_dims), to_heads);
+      return swap_heads(reshape(p, split_dims));
     };
     const tensor_type q = project(w_q_, b_q_), k = project(w_k_, b_k_), v = project(w_v_, b_v_);
 
@@ -119,7 +122,7 @@ class basic_multi_head_attention : public basic_module<T> {
       heads_out = matmul(a, v);
     }
     // [.., H, T, dh] -> [.., T, H, dh] -> [.., T, d]
-    tensor_type merged = reshape(permute(heads_out, to_heads), s);
+    tensor_type merged = reshape(swap_heads(heads_out), s);
     tensor_type out = matmul(merged, w_o_);
     return b_o_.defined() ? out + b_o_ : out;
   }
