@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tapegrad/autodiff/tensor_gradcheck.hpp"
@@ -24,6 +25,21 @@ inline DTensor random_tensor(const Shape& shape, unsigned seed, double lo = -1.0
   std::vector<double> v(static_cast<std::size_t>(shape.numel()));
   for (double& x : v) x = dist(gen);
   return DTensor(shape, std::move(v));
+}
+
+/// The text of the exception `f` throws, checked to be of type E.
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  } catch (...) {
+    FAIL("threw an exception of another type");
+    return "";
+  }
+  FAIL("did not throw");
+  return "";
 }
 
 }  // namespace tapegrad::testing

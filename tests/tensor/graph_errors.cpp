@@ -14,6 +14,7 @@
 
 using namespace tapegrad;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::message_of;
 
 namespace {
 
@@ -22,21 +23,6 @@ using V = std::vector<double>;
 V grad_of(const DTensor& t) {
   auto g = t.grad();
   return {g.data(), g.data() + g.size()};
-}
-
-// The message of the exception of type E that `f` throws.
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (...) {
-    FAIL("threw an exception of another type");
-    return "";
-  }
-  FAIL("did not throw");
-  return "";
 }
 
 }  // namespace

@@ -17,27 +17,13 @@
 
 using namespace tapegrad;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::message_of;
 using tapegrad::testing::random_tensor;
 
 namespace {
 
 using Inputs = std::vector<DTensor>;
 constexpr double inf = std::numeric_limits<double>::infinity();
-
-// The text of the exception `f` throws, checked to be of type E.
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (...) {
-    FAIL("threw an exception of another type");
-    return "";
-  }
-  FAIL("did not throw");
-  return "";
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
