@@ -309,7 +309,7 @@ TapeFacts measure_tape(Case c) {
   {
     Value r = run(c, p);
     f.ops = tape.size();
-    f.capacity_bytes_per_op = static_cast<double>(tape.scalar_bytes()) / static_cast<double>(f.ops);
+    f.capacity_bytes_per_op = static_cast<double>(tape.bytes()) / static_cast<double>(f.ops);
     r.backward();
   }
   tape.clear();

@@ -226,12 +226,12 @@ inline void write_attention_map(OperationTransformer& model, const Example& e, c
   model.train();
 }
 
-/// graph.dot: the tensor graph of one forward pass and its loss.
+/// graph.dot: the tensor graph of one forward pass and its loss, parameters named by their path.
 inline void write_graph(OperationTransformer& model, const Example& e, const std::filesystem::path& path) {
   const std::vector<index_t> ids(e.tokens.begin(), e.tokens.end());
   const Tensor logits = model.forward(ids, 1);
   const Tensor loss = tapegrad::cross_entropy(logits, {static_cast<index_t>(e.target)});
-  write_text_file(path, tapegrad::to_dot(loss));
+  write_text_file(path, tapegrad::to_dot(loss, model.named_parameters()));
   tapegrad::Tape::active().clear();
 }
 

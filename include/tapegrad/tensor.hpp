@@ -12,6 +12,7 @@
 #include "tapegrad/tensor/elementwise.hpp"
 #include "tapegrad/tensor/linalg.hpp"
 #include "tapegrad/tensor/nn_functional.hpp"
+#include "tapegrad/tensor/op.hpp"
 #include "tapegrad/tensor/reduce.hpp"
 #include "tapegrad/tensor/shape.hpp"
 #include "tapegrad/tensor/shape_ops.hpp"

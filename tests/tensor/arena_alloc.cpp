@@ -282,3 +282,22 @@ TEST_CASE("once warm, a training step allocates nothing on the heap") {
     CHECK(tape.size() == 0);  // every step's nodes were freed by its clear
   }
 }
+
+TEST_CASE("no-grad ops leave nothing on the tape or in its arenas") {
+  tapegrad::Tape tape;
+  tapegrad::Tape::Scope use(tape);
+  tapegrad::Tensor w = tapegrad::from<float>({{1, 2}, {3, 4}}).requires_grad(true);
+  tapegrad::Tensor x = tapegrad::from<float>({{0.5f, -1}, {2, 0}});
+  {
+    tapegrad::NoGradGuard no_grad;
+    tapegrad::Tensor y = x;
+    for (int i = 0; i < 2000; ++i) {
+      // Ops that take scratch memory in forward (softmax, layer norm, attention).
+      y = tapegrad::softmax(tapegrad::matmul(y, w), -1) + x;
+    }
+    CHECK(y.is_leaf());
+  }
+  CHECK(tape.size() == 0);
+  CHECK(tape.arena().used_bytes() == 0);
+  CHECK(tape.state().scratch.used_bytes() == 0);
+}

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tapegrad/tensor.hpp"
@@ -108,9 +109,9 @@ TEST_CASE("a handle to an intermediate goes stale when its tape is cleared") {
   Tape::active().clear();
   CHECK_FALSE(y.is_alive());
   CHECK(w.to_vector() == V{1, 2});  // leaves survive
-  CHECK_THROWS_AS(y.data(), stale_value_error);
-  CHECK_THROWS_AS(sum(y), stale_value_error);
-  CHECK_THROWS_AS(y.backward(), stale_value_error);
+  CHECK_THROWS_AS(y.data(), stale_handle_error);
+  CHECK_THROWS_AS(sum(y), stale_handle_error);
+  CHECK_THROWS_AS(y.backward(), stale_handle_error);
 }
 
 TEST_CASE("the printed tensor graph: one row per tensor") {
@@ -228,4 +229,179 @@ TEST_CASE("errors name the operation and the offending values") {
     CHECK_THROWS(a + b);
     CHECK(tape.size() == before);
   }
+}
+
+// ---- lifetime and thread rules ---------------------------------------------
+// Each case below once read freed memory; under AddressSanitizer it would
+// report heap-use-after-free if the rule broke.
+
+TEST_CASE("lifetime: a child handle to a leaf owns the leaf's storage") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor c;
+  {
+    DTensor w = from<double>({1, 2, 3}, true);
+    DTensor y = w * 2.0;
+    c = y.children()[0];
+    CHECK(c.same_as(w));
+  }  // w's own handle is gone
+  tape.clear();  // and the record that held it too
+  CHECK(c.is_alive());
+  CHECK(c.to_vector() == V{1, 2, 3});
+}
+
+TEST_CASE("lifetime: children() walks the recorded edges, leaves and intermediates") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor a = from<double>({1, 2}, true), b = from<double>({3, 4});
+  DTensor s = a + b;
+  DTensor p = s * a;
+  const auto kids = p.children();
+  REQUIRE(kids.size() == 2);
+  CHECK(kids[0].op() == "add");
+  CHECK(kids[0].to_vector() == V{4, 6});
+  CHECK(kids[1].same_as(a));
+  CHECK(kids[0].children()[1].same_as(b));
+  CHECK(stop_gradient(p).stopped_input().op() == "mul");
+  CHECK_FALSE(p.stopped_input().defined());
+}
+
+TEST_CASE("lifetime: the gradient of a node before a mark survives ops recorded after a rewind") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor w = from<double>({1, 2, 3}, true);
+  DTensor y = w * 2.0;
+  const Tape::Mark m = tape.mark();
+  sum(y * y).backward();
+  tape.rewind(m);
+  DTensor z = w;
+  for (int i = 0; i < 20; ++i) z = z - 7.0;
+  CHECK(y.is_alive());
+  CHECK(grad_of(y) == V{4, 8, 12});
+}
+
+TEST_CASE("lifetime: every backward() starts all intermediates at zero, before and after its root") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor x = from<double>({2}, true), y = from<double>({3}, true);
+  DTensor a = x * y;
+  DTensor l1 = a * a;
+  DTensor yy = y * y;
+  DTensor l2 = exp(a) + yy;
+  l2.backward();
+  REQUIRE(grad_of(yy) == V{1});
+  l1.backward();
+  CHECK(grad_of(yy) == V{0});
+  CHECK(grad_of(l2) == V{0});
+  CHECK_FALSE(yy.has_grad());
+  CHECK(grad_of(a) == V{12});
+}
+
+TEST_CASE("lifetime: reading a gradient does not make one") {
+  DTensor w = from<double>({1, 2}, true);
+  CHECK_FALSE(w.has_grad());
+  CHECK(grad_of(w) == V{0, 0});  // reads zeros
+  CHECK_FALSE(w.has_grad());     // and still has none: an optimizer skips w
+  Tape tape;
+  Tape::Scope use(tape);
+  sum(w * 3.0).backward();
+  CHECK(w.has_grad());
+  w.zero_grad();  // as PyTorch's zero_grad(set_to_none=True)
+  CHECK_FALSE(w.has_grad());
+  CHECK(grad_of(w) == V{0, 0});
+}
+
+TEST_CASE("lifetime: a tensor whose tape was destroyed raises") {
+  DTensor w = from<double>({1, 2}, true);
+  DTensor y;
+  {
+    Tape local;
+    Tape::Scope use(local);
+    y = w * 2.0;
+  }
+  CHECK_FALSE(y.is_alive());
+  CHECK_THROWS_AS(y.data(), stale_handle_error);
+  CHECK_THROWS_AS(y.children(), stale_handle_error);
+  CHECK(message_of<stale_handle_error>([&] { (void)sum(y); }).find("tape was destroyed") != std::string::npos);
+  CHECK(w.to_vector() == V{1, 2});  // the leaf lives on
+}
+
+TEST_CASE("threads: an intermediate used from another thread raises thread_error") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor w = from<double>({1, 2}, true);
+  DTensor y = w * 2.0;
+  std::string message;
+  std::thread other([&] {
+    try {
+      (void)y.data();
+    } catch (const thread_error& e) {
+      message = e.what();
+    }
+    // A leaf is plain data: reading it on another thread works.
+    CHECK(w.to_vector() == V{1, 2});
+  });
+  other.join();
+  CHECK(message.find("another thread") != std::string::npos);
+  CHECK(y.to_vector() == V{2, 4});
+}
+
+TEST_CASE("lifetime: empty and moved-from tensor handles raise") {
+  DTensor a = from<double>({1});
+  DTensor b = std::move(a);
+  CHECK_THROWS_AS(a.data(), stale_handle_error);  // NOLINT(bugprone-use-after-move)
+  CHECK_THROWS_AS(DTensor().shape(), stale_handle_error);
+  CHECK(b.item() == 1.0);
+}
+
+TEST_CASE("named graphs: labels and named_parameters name the leaves") {
+  Tape tape;
+  Tape::Scope use(tape);
+  DTensor w = from<double>({1, 2}, true);
+  DTensor x = from<double>({3, 4});
+  x.label("input");
+  DTensor loss = sum(w * x);
+  const std::string table = tape_table(loss, {{"layer.weight", w}});
+  CHECK(table.find("layer.weight") != std::string::npos);
+  CHECK(table.find("input") != std::string::npos);
+  CHECK(table.find("leaf0") == std::string::npos);
+  CHECK(to_dot(loss, {{"layer.weight", w}}).find("layer.weight\\n[2]") != std::string::npos);
+}
+
+TEST_CASE("gradcheck: stopped values held fixed make a graph with barriers checkable") {
+  // f(x) = sum(x * stop_gradient(x)). The tape treats the stopped copy as a
+  // constant c, so df/dx = c = x. Plain central differences move the copy
+  // with x and see d(x^2)/dx = 2x instead.
+  auto f = [](const std::vector<DTensor>& x) { return sum(x[0] * stop_gradient(x[0])); };
+  const std::vector<DTensor> x{from<double>({0.5, -1.5, 2.0})};
+
+  SUBCASE("plain finite differences disagree by design") {
+    const auto r = gradcheck(f, x);
+    CHECK_FALSE(r.passed);
+    CHECK(r.analytic == doctest::Approx(r.numeric / 2));  // x against 2x
+  }
+  SUBCASE("holding the stopped values fixed, they agree") {
+    CHECK_GRADCHECK(gradcheck(f, x, {.hold_stopped = true}));
+  }
+  SUBCASE("a function that changes its stop_gradient calls is refused") {
+    int calls = 0;
+    auto g = [&](const std::vector<DTensor>& v) {
+      ++calls;
+      return calls == 1 ? sum(v[0] * stop_gradient(v[0])) : sum(v[0] * v[0]);
+    };
+    CHECK_THROWS_AS(gradcheck(g, x, {.hold_stopped = true}), value_error);
+  }
+}
+
+TEST_CASE("gradcheck: tensors read by f itself are perturbed in place and restored") {
+  DTensor w = from<double>({{1.0, -2.0}, {0.5, 3.0}}, true);
+  DTensor x = from<double>({0.25, -0.75});
+  Tape tape;
+  Tape::Scope use(tape);
+  sum(w * 2.0).backward();  // a gradient of the caller's that the check must keep
+  CHECK_GRADCHECK(gradcheck([&] { return tanh(matmul(w, x)); }, {w, x}));
+  CHECK(w.to_vector() == V{1.0, -2.0, 0.5, 3.0});
+  CHECK(grad_of(w) == V{2, 2, 2, 2});
+  CHECK(w.has_grad());
+  CHECK_FALSE(x.requires_grad());  // as it was
 }

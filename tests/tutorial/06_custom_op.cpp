@@ -11,7 +11,8 @@
 // check its gradient against finite differences, see it in the printed graph,
 // and watch gradcheck catch a backward rule with a mistake in it. Last, an op
 // whose backward rule needs something its forward pass found (where each
-// row's maximum was) keeps it in tape memory with `op_buffer`.
+// row's maximum was) saves it with the node through `save` and reads it back
+// in backward with `saved`.
 
 #include <doctest/doctest.h>
 
@@ -68,18 +69,19 @@ basic_tensor<T> silu_wrong(const basic_tensor<T>& x) {
 template <std::floating_point T>
 basic_tensor<T> row_max(const basic_tensor<T>& x) {
   const tapegrad::index_t n = x.size(0), d = x.size(1);
-  // Tape memory, freed with the tape's clear: no heap allocation per step.
-  tapegrad::index_t* arg = tapegrad::op_buffer<tapegrad::index_t>({x}, n);
   return tapegrad::make_op<T>(
       "row_max", tapegrad::Shape{n}, {x},
-      [arg, n, d](OpContext<T>& c) {
+      [n, d](OpContext<T>& c) {
+        // Tape memory kept with the node, freed with it: no heap allocation per step.
+        tapegrad::index_t* arg = c.template save<tapegrad::index_t>(n);
         for (tapegrad::index_t r = 0; r < n; ++r) {
           const T* row = c.in(0) + r * d;
           arg[r] = std::max_element(row, row + d) - row;  // the first maximum on ties
           c.out()[r] = row[arg[r]];
         }
       },
-      [arg, n, d](OpContext<T>& c) {
+      [n, d](OpContext<T>& c) {
+        const tapegrad::index_t* arg = c.template saved<tapegrad::index_t>(0);
         T* g = c.in_grad(0);
         for (tapegrad::index_t r = 0; r < n; ++r) g[r * d + arg[r]] += c.out_grad()[r];
       });

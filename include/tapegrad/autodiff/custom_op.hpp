@@ -18,13 +18,13 @@
 ///   (never assign) to `c.in_grad_vec(i)`; other ops may have added there already.
 ///   It may read the inputs and the output, which stay alive until the tape is
 ///   cleared.
-/// - Capture by value what the backward rule needs (shapes, constants). For
-///   state that forward computes and backward reads (saved statistics,
-///   indices), take a buffer with `op_buffer<U>({inputs...}, n)` before the
-///   call to make_op and capture the pointer: it lives in the arena of the
-///   tape the op records on and is freed with that tape's clear. For
-///   temporaries inside one function, `c.scratch(n)` gives the same kind of
-///   memory. Either way, no heap allocation per step.
+/// - Capture by value what the backward rule needs (shapes, constants). State
+///   that forward computes and backward reads (saved statistics, indices)
+///   goes through the context: `U* p = c.save<U>(n)` in forward, `c.saved<U>(k)`
+///   in backward (k counts the saves, from 0). It lives as long as the op's
+///   node, in the tape's arena. For temporaries inside one function,
+///   `c.scratch(n)` gives memory that is handed back when the function
+///   returns. Either way, no heap allocation per step.
 /// - The name appears in printed graphs (`tape_table`, `to_dot`) and in
 ///   anomaly reports.
 ///
@@ -61,30 +61,9 @@
 
 #include "tapegrad/autodiff/functional.hpp"
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/core/tape.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
-
-/// Memory for `n` values of type U in the arena of the tape that an op on
-/// `inputs` records on (the tape of an intermediate input, else the active
-/// tape), freed with that tape's clear. Take it before `make_op` and capture
-/// the pointer in both functions, to keep what forward computes for backward.
-///
-/// Example:
-///   // y = max over each row of x [N, D]; backward sends g to the arg-max, saved by forward.
-///   index_t* arg = tapegrad::op_buffer<index_t>({x}, n);
-///   return make_op<T>("row_max", Shape{n}, {x},
-///       [arg, d](OpContext<T>& c) { ... arg[r] = best; c.out()[r] = ...; },
-///       [arg, d](OpContext<T>& c) { for (r...) c.in_grad(0)[r * d + arg[r]] += c.out_grad()[r]; });
-template <class U, std::floating_point T>
-U* op_buffer(std::initializer_list<basic_tensor<T>> inputs, index_t n) {
-  Tape* tape = nullptr;
-  for (const auto& x : inputs)
-    if (!x.is_leaf() && x.defined()) tape = x.tape();
-  if (!tape) tape = &Tape::active();
-  return tape->arena().template allocate_array<U>(static_cast<std::size_t>(n));
-}
 
 /// The value of a tensor function `f` and its gradient with respect to each
 /// input, as JAX's value_and_grad. `f` takes `const std::vector<basic_tensor<T>>&`

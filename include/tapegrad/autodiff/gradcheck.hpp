@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tapegrad/autodiff/functional.hpp"
+#include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/scalar/value.hpp"
 
 namespace tapegrad {
@@ -19,6 +22,12 @@ struct GradcheckOptions {
   double eps = 1e-6;   ///< the finite-difference step
   double rtol = 1e-5;  ///< relative tolerance
   double atol = 1e-8;  ///< absolute tolerance
+  /// Hold every stop_gradient's value fixed at what it was on the recorded
+  /// pass while perturbing. The tape's gradient treats a stopped value as a
+  /// constant; plain finite differences do not (the value moves with its
+  /// input), so a graph with barriers passes only with this on. f must make
+  /// the same stop_gradient calls on every pass.
+  bool hold_stopped = false;
 };
 
 /// The outcome of a gradient check, with the worst entry for the report.
@@ -46,6 +55,25 @@ struct GradcheckResult {
 };
 
 namespace detail {
+
+/// Makes `r` the active stop_gradient replay of this thread for a scope
+/// (nullptr: none).
+class replay_scope {
+ public:
+  explicit replay_scope(stop_replay* r) noexcept : previous_(state().replay) {
+    if (r) {
+      r->next = 0;
+      r->offset = 0;
+    }
+    state().replay = r;
+  }
+  ~replay_scope() { state().replay = previous_; }
+  replay_scope(const replay_scope&) = delete;
+  replay_scope& operator=(const replay_scope&) = delete;
+
+ private:
+  stop_replay* previous_;
+};
 
 /// Compares analytic gradients with central differences of `eval` (a function
 /// of the flat input vector that returns f's value) and keeps the worst entry.
@@ -98,15 +126,25 @@ requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) GradcheckResult 
 template <class F, class... A>
 requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) GradcheckResult
     gradcheck(const GradcheckOptions& opt, F&& f, A... xs) {
-  const auto g = value_and_grad(f, static_cast<double>(xs)...).grad;
-  std::vector<double> analytic(g.begin(), g.end());
+  detail::stop_replay stopped;
+  detail::stop_replay* replay = opt.hold_stopped ? &stopped : nullptr;
+  std::vector<double> analytic;
+  {
+    detail::replay_scope record(replay);
+    const auto g = value_and_grad(f, static_cast<double>(xs)...).grad;
+    analytic.assign(g.begin(), g.end());
+  }
+  stopped.recording = false;
   auto eval = [&](const std::vector<double>& x) {
+    detail::replay_scope hold(replay);
     Tape tape;
     Tape::Scope use(tape);
     NoGradGuard no_grad;
     std::array<Value, sizeof...(A)> v;
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = Value(x[i]);
-    return std::apply([&](auto&... a) { return Value(f(a...)).data(); }, v);
+    const double y = std::apply([&](auto&... a) { return Value(f(a...)).data(); }, v);
+    detail::check_replay_complete(replay, "gradcheck");
+    return y;
   };
   return detail::compare_gradients(eval, std::vector<double>{static_cast<double>(xs)...}, analytic, opt);
 }
@@ -114,13 +152,23 @@ requires(sizeof...(A) >= 1 && (std::is_arithmetic_v<A> && ...)) GradcheckResult
 /// The vector form: f takes `const std::vector<Value>&`.
 template <class F>
 GradcheckResult gradcheck(F&& f, const std::vector<double>& xs, const GradcheckOptions& opt = {}) {
-  const auto analytic = value_and_grad(f, xs).grad;
+  detail::stop_replay stopped;
+  detail::stop_replay* replay = opt.hold_stopped ? &stopped : nullptr;
+  std::vector<double> analytic;
+  {
+    detail::replay_scope record(replay);
+    analytic = value_and_grad(f, xs).grad;
+  }
+  stopped.recording = false;
   auto eval = [&](const std::vector<double>& x) {
+    detail::replay_scope hold(replay);
     Tape tape;
     Tape::Scope use(tape);
     NoGradGuard no_grad;
     std::vector<Value> v(x.begin(), x.end());
-    return Value(f(v)).data();
+    const double y = Value(f(v)).data();
+    detail::check_replay_complete(replay, "gradcheck");
+    return y;
   };
   return detail::compare_gradients(eval, xs, analytic, opt);
 }

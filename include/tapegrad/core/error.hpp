@@ -12,8 +12,16 @@ class error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A handle refers to an intermediate node that a tape clear or rewind has freed.
-class stale_value_error : public error {
+/// A handle refers to something that is gone: a node freed by a tape's clear
+/// or rewind, a tape that was destroyed (its thread ended, or it went out of
+/// scope), or nothing at all (a moved-from handle).
+class stale_handle_error : public error {
+ public:
+  using error::error;
+};
+
+/// A handle or a tape is used from a thread other than the one its tape belongs to.
+class thread_error : public error {
  public:
   using error::error;
 };

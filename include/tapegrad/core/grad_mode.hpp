@@ -1,22 +1,82 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
-namespace tapegrad {
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
 
-class Tape;
+#include "tapegrad/core/error.hpp"
+
+namespace tapegrad {
 
 namespace detail {
 
+struct tape_state;
+
+/// The values every stop_gradient produced on a recorded pass, in order, so
+/// that later passes of the same function can hold them fixed (gradcheck's
+/// `hold_stopped`): while `recording`, stop_gradient appends its values; after,
+/// it returns them in the same order instead of its input's values.
+struct stop_replay {
+  std::vector<double> values;
+  std::vector<std::size_t> sizes;
+  std::size_t next = 0;    // which stop_gradient call comes next
+  std::size_t offset = 0;  // where its values start
+  bool recording = true;
+};
+
+/// A number for the calling thread, unique over the life of the process
+/// (never reused, unlike thread ids and addresses): tapes remember the thread
+/// they belong to by it.
+inline std::uint64_t next_thread_id() noexcept {
+  static std::atomic<std::uint64_t> counter{0};
+  return ++counter;
+}
+
 /// Per-thread switches read by every recorded operation.
 struct thread_state {
-  Tape* active = nullptr;    // nullptr means the thread's default tape
-  bool grad_enabled = true;  // false while a NoGradGuard is alive
-  bool anomaly = false;      // true while an AnomalyGuard is alive
+  std::uint64_t thread_id = next_thread_id();
+  tape_state* active = nullptr;  // the innermost Tape::Scope's tape; nullptr: the thread's default
+  std::uint64_t active_id = 0;   // which use of that tape the scope opened (see Tape::Scope)
+  bool grad_enabled = true;      // false while a NoGradGuard is alive
+  bool anomaly = false;          // true while an AnomalyGuard is alive
+  stop_replay* replay = nullptr;  // set while gradcheck holds stop_gradient values fixed
 };
 
 inline thread_state& state() noexcept {
   thread_local thread_state s;
   return s;
+}
+
+/// Raises when a replayed pass used fewer stop_gradient values than were recorded.
+inline void check_replay_complete(const stop_replay* r, const char* what) {
+  if (r && !r->recording && r->next != r->sizes.size())
+    throw value_error(std::string(what) + ": the function made " + std::to_string(r->next) +
+                      " stop_gradient calls where its recorded pass made " + std::to_string(r->sizes.size()) +
+                      ", so their values cannot be held fixed");
+}
+
+/// Called by every stop_gradient with the `n` values it passes on: records
+/// them, or replaces them with the recorded ones, while a replay is active.
+template <class T>
+void replay_stopped(T* values, std::size_t n, const char* op) {
+  stop_replay* r = state().replay;
+  if (!r) return;
+  if (r->recording) {
+    r->values.insert(r->values.end(), values, values + n);
+    r->sizes.push_back(n);
+    return;
+  }
+  if (r->next >= r->sizes.size() || r->sizes[r->next] != n)
+    throw value_error(std::string(op) +
+                      ": the function made other stop_gradient calls than on its recorded pass, so their values "
+                      "cannot be held fixed (call " +
+                      std::to_string(r->next) + ", " + std::to_string(n) + " values)");
+  for (std::size_t i = 0; i < n; ++i) values[i] = static_cast<T>(r->values[r->offset + i]);
+  r->offset += n;
+  ++r->next;
 }
 
 }  // namespace detail

@@ -13,6 +13,7 @@
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
+#include "tapegrad/scalar/detail/store.hpp"
 
 namespace tapegrad {
 
@@ -32,7 +33,12 @@ void check_anomaly(std::uint16_t op, T value);
 ///
 /// A Value built from a number is a *leaf* (a parameter or an input); a Value
 /// returned by an operation is an *intermediate* recorded on the active tape.
-/// Handles are small (a tape pointer and two 32-bit numbers) and cheap to copy.
+/// Handles are small (a pointer and two 32-bit numbers) and cheap to copy.
+///
+/// A Value belongs to the tape it was recorded on, and a tape to the thread
+/// that made it. Using an intermediate after its tape's clear or rewind, any
+/// Value after its tape was destroyed, or a Value on another thread raises
+/// `stale_handle_error` or `thread_error`; it never reads freed memory.
 ///
 /// Example:
 ///   Value x = 2.0, y = 3.0;
@@ -52,38 +58,35 @@ class basic_value {
   basic_value(T x) : basic_value(Tape::active(), x) {}  // NOLINT(google-explicit-constructor): Value x = 2.0;
 
   /// A leaf holding `x`, on the given tape.
-  basic_value(Tape& tape, T x) : tape_(&tape) {
-    auto& s = tape_->scalars<T>();
-    const std::uint32_t slot = s.new_leaf(x);
-    h_.index = slot | detail::leaf_bit;
-    h_.stamp = s.leaves[slot].generation;
+  /// Errors: `thread_error` when the tape belongs to another thread.
+  basic_value(Tape& tape, T x) {
+    tape.check_thread("Value");
+    s_ = &tape.store<detail::scalar_store<T>>();
+    make_leaf(x);
   }
-
-  /// A leaf holding `x` on `tape` (what an operation returns under NoGradGuard).
-  static basic_value leaf_on(Tape& tape, T x) { return basic_value(tape, x); }
 
   /// A leaf from any other arithmetic type: `Value n = 3;`.
   template <class U>
   requires(std::is_arithmetic_v<U> && !std::same_as<U, T>) basic_value(U x)
       : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
 
-  basic_value(const basic_value& o) noexcept : tape_(o.tape_), h_(o.h_) { retain(); }
-  TAPEGRAD_ALWAYS_INLINE basic_value(basic_value&& o) noexcept : tape_(o.tape_), h_(o.h_) { o.tape_ = nullptr; }
+  basic_value(const basic_value& o) noexcept : s_(o.s_), h_(o.h_) { retain(); }
+  TAPEGRAD_ALWAYS_INLINE basic_value(basic_value&& o) noexcept : s_(o.s_), h_(o.h_) { o.s_ = nullptr; }
   basic_value& operator=(const basic_value& o) noexcept {
     if (this != &o) {
-      o.retain();
       release();
-      tape_ = o.tape_;
+      s_ = o.s_;
       h_ = o.h_;
+      retain();
     }
     return *this;
   }
   TAPEGRAD_ALWAYS_INLINE basic_value& operator=(basic_value&& o) noexcept {
     if (this != &o) {
       release();
-      tape_ = o.tape_;
+      s_ = o.s_;
       h_ = o.h_;
-      o.tape_ = nullptr;
+      o.s_ = nullptr;
     }
     return *this;
   }
@@ -93,7 +96,8 @@ class basic_value {
   T data() const { return is_leaf() ? leaf().value : node().value; }
 
   /// d(root)/d(this) from the last `backward()`. Leaves accumulate across calls
-  /// until `zero_grad()`; an intermediate holds the gradient of the latest root.
+  /// until `zero_grad()`; an intermediate holds the gradient of the latest
+  /// root (zero when that sweep did not reach it).
   T grad() const { return is_leaf() ? leaf().grad : node().grad; }
 
   /// Overwrites the value of a leaf (an optimizer step). Intermediates refuse:
@@ -114,24 +118,21 @@ class basic_value {
   /// True for a leaf (made from a number), false for an operation's result.
   bool is_leaf() const noexcept { return (h_.index & detail::leaf_bit) != 0; }
 
-  /// False once a clear or rewind has freed the node this handle refers to.
-  TAPEGRAD_ALWAYS_INLINE bool is_alive() const noexcept {
-    if (!tape_) return false;
-    const auto& s = tape_->scalars<T>();
-    if (is_leaf()) {
-      const std::uint32_t slot = h_.index & ~detail::leaf_bit;
-      return slot < s.leaves.size() && s.leaves[slot].generation == h_.stamp;
-    }
-    // Within one epoch nodes are only appended, so a handle of the current
-    // epoch is alive without looking at its node.
-    if (h_.stamp == tape_->epoch()) return true;
-    return h_.index < s.nodes.size() && s.nodes[h_.index].epoch == h_.stamp;
-  }
+  /// True when this handle can be used here: not empty or moved from, its
+  /// node not freed by a clear or rewind, its tape alive and owned by this thread.
+  TAPEGRAD_ALWAYS_INLINE bool is_alive() const noexcept { return s_ && detail::usable_here(*s_) && fresh(); }
+
+  /// False for an empty or moved-from handle.
+  bool defined() const noexcept { return s_ != nullptr; }
+
+  /// An empty handle (what `stopped_input()` gives for a value that is not a
+  /// barrier); using it raises `stale_handle_error`.
+  static basic_value none() noexcept { return basic_value(empty_tag{}); }
 
   /// The tape this value lives on.
   Tape& tape() const {
-    if (!tape_) throw stale_value_error("Value: use of a moved-from handle");
-    return *tape_;
+    check_alive("Value::tape");
+    return *Tape::of(*s_->tape);
   }
 
   /// Runs the reverse sweep from this value with d(this)/d(this) = 1.
@@ -145,10 +146,9 @@ class basic_value {
 
   /// Gives this value a name shown by the printed tape and the DOT export.
   basic_value& label(std::string name) {
-    auto& s = tape().template scalars<T>();
     check_alive("label");
-    auto& labels = is_leaf() ? s.leaf_labels : s.node_labels;
-    const std::uint32_t i = h_.index & ~detail::leaf_bit;
+    auto& labels = is_leaf() ? s_->leaf_labels : s_->node_labels;
+    const std::uint32_t i = slot();
     if (labels.size() <= i) labels.resize(i + 1);
     labels[i] = std::move(name);
     return *this;
@@ -156,16 +156,16 @@ class basic_value {
 
   /// The name given by `label()`, or an empty string.
   std::string label() const {
-    const auto& s = tape().template scalars<T>();
     check_alive("label");
-    const auto& labels = is_leaf() ? s.leaf_labels : s.node_labels;
-    const std::uint32_t i = h_.index & ~detail::leaf_bit;
+    const auto& labels = is_leaf() ? s_->leaf_labels : s_->node_labels;
+    const std::uint32_t i = slot();
     return i < labels.size() ? labels[i] : std::string();
   }
 
   /// The inputs this value was computed from, in order (empty for a leaf and
   /// for a stop_gradient barrier). A plain number operand is folded into the
-  /// node as a constant and is not a child.
+  /// node as a constant and is not a child. A child is a handle like any
+  /// other: a leaf child keeps its leaf alive.
   std::vector<basic_value> children() const {
     std::vector<basic_value> out;
     if (is_leaf()) return out;
@@ -173,6 +173,15 @@ class basic_value {
     if (n.arity >= 1) out.push_back(wrap(n.a));
     if (n.arity >= 2) out.push_back(wrap(n.b));
     return out;
+  }
+
+  /// The input whose gradient a stop_gradient node blocks, drawn by printed
+  /// graphs as a cut edge; an empty handle (`defined()` false) for any other value.
+  basic_value stopped_input() const {
+    if (is_leaf()) return basic_value(empty_tag{});
+    const detail::scalar_node<T>& n = node();
+    if (n.op != detail::op_stop_gradient) return basic_value(empty_tag{});
+    return wrap(n.a);
   }
 
   /// d(this)/d(child) for each child, as computed on the forward pass.
@@ -187,17 +196,6 @@ class basic_value {
 
   /// The name of the operation that made this value ("mul", "stop_gradient", ...; "leaf").
   std::string op() const { return is_leaf() ? std::string("leaf") : detail::op_name(node().op); }
-
-  /// Internal: the value, after checking the handle on behalf of operation `op`
-  /// (so a stale handle's error names the operation).
-  TAPEGRAD_ALWAYS_INLINE T data_for(std::uint16_t op) const {
-    check_alive(op);
-    return is_leaf() ? tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit].value
-                     : tape_->scalars<T>().nodes[h_.index].value;
-  }
-
-  /// The raw index on the tape (leaf_bit set for leaves). For introspection.
-  std::uint32_t raw_index() const noexcept { return h_.index; }
 
   // ---- arithmetic (hidden friends, so `x * 2` and `2 * x` both work) ----------
 
@@ -283,25 +281,59 @@ class basic_value {
     return os << "Value(data=" << v.data() << ", grad=" << v.grad() << ")";
   }
 
-  /// Wraps an existing node or leaf slot (used by the recording helpers).
-  TAPEGRAD_ALWAYS_INLINE static basic_value from_raw(Tape& tape, std::uint32_t index, std::uint32_t stamp) noexcept {
-    basic_value v(raw_tag{}, tape, index, stamp);
+ private:
+  friend struct detail::access<basic_value>;
+  struct raw_tag {};
+  struct empty_tag {};
+  explicit basic_value(empty_tag) noexcept {}
+  basic_value(raw_tag, detail::scalar_store<T>& s, std::uint32_t index, std::uint32_t stamp) noexcept
+      // One 8-byte store: a later 8-byte load of both fields is then forwarded
+      // from the store buffer instead of waiting for two 4-byte stores to retire.
+      : s_(&s), h_(std::bit_cast<handle_bits>(std::uint64_t(index) | (std::uint64_t(stamp) << 32))) {}
+
+  // Wraps an existing node or leaf slot (used by the recording helpers).
+  TAPEGRAD_ALWAYS_INLINE static basic_value from_raw(detail::scalar_store<T>& s, std::uint32_t index,
+                                                     std::uint32_t stamp) noexcept {
+    basic_value v(raw_tag{}, s, index, stamp);
     v.retain();
     return v;
   }
 
- private:
-  struct raw_tag {};
-  basic_value(raw_tag, Tape& tape, std::uint32_t index, std::uint32_t stamp) noexcept
-      // One 8-byte store: a later 8-byte load of both fields is then forwarded
-      // from the store buffer instead of waiting for two 4-byte stores to retire.
-      : tape_(&tape), h_(std::bit_cast<handle_bits>(std::uint64_t(index) | (std::uint64_t(stamp) << 32))) {}
+  // A leaf holding `x` on the same tape as this handle (what an operation
+  // returns under NoGradGuard).
+  basic_value leaf_beside(T x) const {
+    basic_value v(empty_tag{});
+    v.s_ = s_;
+    v.make_leaf(x);
+    return v;
+  }
+
+  void make_leaf(T x) {
+    const std::uint32_t slot = s_->new_leaf(x);
+    h_.index = slot | detail::leaf_bit | detail::counted_bit;
+    h_.stamp = s_->leaves[slot].generation;
+  }
+
+  // The leaf slot or node index, for messages and labels.
+  std::uint32_t slot() const noexcept { return is_leaf() ? (h_.index & detail::slot_mask) : h_.index; }
+
+  // True when the node or leaf slot is still the one this handle was made
+  // for. Only meaningful where usable_here() holds.
+  TAPEGRAD_ALWAYS_INLINE bool fresh() const noexcept {
+    if (is_leaf()) {
+      const std::uint32_t i = h_.index & detail::slot_mask;
+      return i < s_->leaves.size() && s_->leaves[i].generation == h_.stamp;
+    }
+    // Within one epoch nodes are only appended, so a handle of the current
+    // epoch is alive without looking at its node.
+    if (h_.stamp == s_->epoch) return true;
+    return h_.index < s_->nodes.size() && s_->nodes[h_.index].epoch == h_.stamp;
+  }
 
   basic_value wrap(std::uint32_t index) const {
-    const auto& s = tape_->scalars<T>();
     const std::uint32_t stamp =
-        (index & detail::leaf_bit) ? s.leaves[index & ~detail::leaf_bit].generation : s.nodes[index].epoch;
-    return from_raw(*tape_, index, stamp);
+        (index & detail::leaf_bit) ? s_->leaves[index & detail::slot_mask].generation : s_->nodes[index].epoch;
+    return from_raw(*s_, index, stamp);
   }
 
   template <class F>
@@ -314,11 +346,22 @@ class basic_value {
     return *this;
   }
 
-  TAPEGRAD_ALWAYS_INLINE void retain() const noexcept {
-    if (tape_ && is_leaf()) ++tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit].refs;
+  // A leaf handle holds one reference to its slot while its counted bit is
+  // set. A copy takes one only where the leaf can be used (this thread owns
+  // the tape and the slot is still this leaf's), so a handle copied or dropped
+  // on another thread, or after its tape is gone, never touches the store.
+  TAPEGRAD_ALWAYS_INLINE void retain() noexcept {
+    if (!s_ || !is_leaf()) return;
+    if (detail::usable_here(*s_) && fresh()) {
+      ++s_->leaves[h_.index & detail::slot_mask].refs;
+      h_.index |= detail::counted_bit;
+    } else {
+      h_.index &= ~detail::counted_bit;
+    }
   }
   TAPEGRAD_ALWAYS_INLINE void release() noexcept {
-    if (tape_ && is_leaf()) tape_->scalars<T>().release_leaf(h_.index & ~detail::leaf_bit);
+    if (s_ && (h_.index & detail::counted_bit) && is_leaf() && detail::usable_here(*s_) && fresh())
+      s_->release_leaf(h_.index & detail::slot_mask);
   }
 
   TAPEGRAD_ALWAYS_INLINE void check_alive(std::uint16_t op) const {
@@ -331,22 +374,32 @@ class basic_value {
       throw_stale(what);
   }
   [[noreturn]] TAPEGRAD_COLD void throw_stale(const char* what) const {
-    {
-      std::ostringstream os;
-      os << what << ": the node at tape position " << h_.index
-         << " was freed by a clear or rewind of its tape (stale handle)";
-      throw stale_value_error(os.str());
-    }
+    if (!s_) throw stale_handle_error(std::string(what) + ": use of an empty or moved-from Value handle");
+    if (!detail::usable_here(*s_)) detail::throw_unusable(*s_, what);
+    std::ostringstream os;
+    os << what << ": the " << (is_leaf() ? "leaf in slot " : "node at tape position ") << slot()
+       << " was freed by a clear or rewind of its tape (stale handle)";
+    throw stale_handle_error(os.str());
+  }
+
+  // The value, after checking the handle on behalf of operation `op` (so a
+  // stale handle's error names the operation).
+  TAPEGRAD_ALWAYS_INLINE T data_for(std::uint16_t op) const {
+    check_alive(op);
+    return is_leaf() ? s_->leaves[h_.index & detail::slot_mask].value : s_->nodes[h_.index].value;
   }
 
   detail::scalar_leaf<T>& leaf() const {
     check_alive("Value");
-    return tape_->scalars<T>().leaves[h_.index & ~detail::leaf_bit];
+    return s_->leaves[h_.index & detail::slot_mask];
   }
   detail::scalar_node<T>& node() const {
     check_alive("Value");
-    return tape_->scalars<T>().nodes[h_.index];
+    return s_->nodes[h_.index];
   }
+
+  // The index a recorded edge keeps: the leaf slot (with leaf_bit) or the node.
+  std::uint32_t edge_index() const noexcept { return h_.index & ~detail::counted_bit; }
 
   template <class U>
   friend basic_value<U> detail::record_unary(std::uint16_t, U, const basic_value<U>&, U);
@@ -362,136 +415,14 @@ class basic_value {
     std::uint32_t stamp = 0;
   };
 
-  Tape* tape_ = nullptr;
+  detail::scalar_store<T>* s_ = nullptr;
   handle_bits h_;
 };
 
 /// The double-precision scalar: what the tutorials and the worked examples use.
 using Value = basic_value<double>;
 
-namespace detail {
-
-template <class T>
-void check_anomaly(std::uint16_t op, T value) {
-  if (!std::isfinite(value)) {
-    std::ostringstream os;
-    os << "anomaly: " << op_name(op) << " produced " << value << " in the forward pass";
-    throw anomaly_error(os.str());
-  }
-}
-
-template <class T>
-inline void same_tape(const char* op, const basic_value<T>& a, const basic_value<T>& b) {
-  if (&a.tape() != &b.tape()) {
-    throw tape_mismatch_error(std::string(op) + ": operands " + a.describe() + " and " + b.describe() +
-                              " live on different tapes");
-  }
-}
-
-[[noreturn]] TAPEGRAD_COLD inline void throw_tape_full() {
-  throw error("Tape: more than 2^31 scalar nodes recorded without a clear");
-}
-
-template <class T>
-TAPEGRAD_ALWAYS_INLINE basic_value<T> make_node(Tape& tape, std::uint16_t op, std::uint16_t arity, T value,
-                                                std::uint32_t a, T da, std::uint32_t b, T db) {
-  auto& s = tape.scalars<T>();
-  const std::uint32_t index = static_cast<std::uint32_t>(s.nodes.size());
-  if (index >= leaf_bit) [[unlikely]]
-    throw_tape_full();
-  s.nodes.push_back(scalar_node<T>{value, T(0), da, db, a, b, tape.epoch(), op, arity});
-  return basic_value<T>::from_raw(tape, index, tape.epoch());
-}
-
-template <class T>
-TAPEGRAD_ALWAYS_INLINE basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, T da) {
-  const thread_state& st = state();
-  if (st.anomaly) check_anomaly(op, value);
-  // The caller read a.data_for(op), which checked the handle.
-  Tape& tape = *a.tape_;
-  if (!st.grad_enabled) return basic_value<T>::leaf_on(tape, value);
-  return make_node<T>(tape, op, 1, value, a.h_.index, da, sink_index, T(0));
-}
-
-template <class T>
-TAPEGRAD_ALWAYS_INLINE basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da,
-                                                    const basic_value<T>& b, T db) {
-  const thread_state& st = state();
-  if (st.anomaly) check_anomaly(op, value);
-  if (a.tape_ != b.tape_) [[unlikely]]
-    same_tape(op_name(op).c_str(), a, b);
-  Tape& tape = *a.tape_;
-  if (!st.grad_enabled) return basic_value<T>::leaf_on(tape, value);
-  return make_node<T>(tape, op, 2, value, a.h_.index, da, b.h_.index, db);
-}
-
-}  // namespace detail
-
 }  // namespace tapegrad
 
-namespace tapegrad {
-
-template <std::floating_point T>
-void basic_value<T>::backward(T seed) const {
-  check_alive("backward");
-  auto& s = tape_->scalars<T>();
-  if (is_leaf()) {
-    s.leaves[h_.index & ~detail::leaf_bit].grad += seed;
-    return;
-  }
-  detail::scalar_node<T>* nodes = s.nodes.data();
-  // Intermediates hold the gradient of the latest root only, so they start at
-  // zero on every sweep; leaves keep accumulating until zero_grad().
-  // Nodes are born with a zero gradient: only those a previous sweep wrote to
-  // (below its root, the store's high-water mark) need zeroing again.
-  const std::uint32_t dirty = std::min(h_.index, s.swept);
-  for (std::uint32_t i = 1; i < dirty; ++i) nodes[i].grad = T(0);
-  if (h_.index + 1 > s.swept) s.swept = h_.index + 1;
-  nodes[h_.index].grad = seed;
-  const bool anomaly = is_anomaly_enabled();
-  // Inputs were recorded before their users, so one walk from the root down
-  // visits every node after all of its users: no sort, no recursion.
-  for (std::uint32_t i = h_.index; i >= 1; --i) {
-    const detail::scalar_node<T>& n = nodes[i];
-    const T g = n.grad;
-    // An unreached node passes nothing on. Skipping it also keeps 0 * inf
-    // (sqrt's slope at 0, say) from turning into NaN.
-    if (g == T(0) || n.arity == 0) continue;
-    const T ga = g * n.da;
-    const T gb = g * n.db;
-    if (anomaly && (!std::isfinite(ga) || (n.arity == 2 && !std::isfinite(gb)))) {
-      std::ostringstream os;
-      os << "anomaly: the backward rule of " << detail::op_name(n.op) << " (node " << i << ", value " << n.value
-         << ") produced a non-finite gradient";
-      throw anomaly_error(os.str());
-    }
-    s.grad_ref(n.a) += ga;
-    // A unary node has no second child. Writing its zero into a shared sink
-    // would chain every unary node through one memory cell.
-    if (n.arity == 2) s.grad_ref(n.b) += gb;
-  }
-}
-
-template <std::floating_point T>
-std::string basic_value<T>::describe() const {
-  if (!tape_) return "<moved-from>";
-  if (!is_alive()) return "<stale #" + std::to_string(h_.index & ~detail::leaf_bit) + ">";
-  std::string name = label();
-  if (!name.empty()) return name;
-  if (is_leaf()) return "leaf#" + std::to_string(h_.index & ~detail::leaf_bit);
-  return detail::op_name(tape_->scalars<T>().nodes[h_.index].op) + "#" + std::to_string(h_.index);
-}
-
-/// A node with x's value and no path back to x: gradient stops here.
-/// It is recorded (and drawn as a barrier), so graphs show where flow was cut.
-template <std::floating_point T>
-basic_value<T> stop_gradient(const basic_value<T>& x) {
-  x.check_alive("stop_gradient");
-  Tape& tape = *x.tape_;
-  if (!is_grad_enabled()) return basic_value<T>::leaf_on(tape, x.data());
-  // Arity 0: the sweep passes nothing on. The source is kept in edge a only so
-  // that printed graphs can draw the cut edge.
-  return detail::make_node<T>(tape, detail::op_stop_gradient, 0, x.data(), x.h_.index, T(0), detail::sink_index, T(0));
-}
-
-}  // namespace tapegrad
+// The recording helpers, the reverse sweep and stop_gradient.
+#include "tapegrad/scalar/detail/value_impl.hpp"

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/detail/nn_kernels.hpp"
+#include "tapegrad/tensor/detail/nn_kernels.hpp"
 #include "tapegrad/tensor/shape.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 // Masking (masked_fill, causal_mask) and the fused attention core
 // softmax(q k^T / sqrt(d)) v, for the attention layers of a transformer.
@@ -153,15 +153,14 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
   const T scale = dh == 0 ? T(1) : T(1) / std::sqrt(static_cast<T>(dh));
   const Shape out_shape = detail::with_last(qs, dv);
 
-  // A for every head: saved for backward when recording, else a per-head scratch.
-  const bool record = detail::will_record<T>({&q, &k, &v});
-  T* saved = record ? detail::arena_buffer<T>(detail::recording_tape<T>({&q, &k, &v}), batch * tq * tk) : nullptr;
   basic_tensor<T> copy;
   if (weights) copy = basic_tensor<T>(detail::with_last(qs, tk));
   T* copy_out = weights ? copy.data().data() : nullptr;
 
   auto forward = [=](OpContext<T>& c) {
     const index_t ahead = tq * tk;
+    // A for every head: saved for backward when recording, else a per-head scratch.
+    T* saved = c.recording() ? c.save(batch * ahead) : nullptr;
     T* a = saved ? saved : c.scratch(ahead);
     for (index_t h = 0; h < batch; ++h) {
       T* ah = saved ? a + h * ahead : a;
@@ -185,6 +184,7 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
     T* dk = gk ? c.in_grad(1) : nullptr;
     T* dvp = gv ? c.in_grad(2) : nullptr;
     T* ds_buf = (gq || gk) ? c.scratch(tq * tk) : nullptr;
+    const T* saved = c.saved(0);
     for (index_t h = 0; h < batch; ++h) {
       MapC A(saved + h * tq * tk, tq, tk), dO(c.out_grad() + h * tq * dv, tq, dv);
       MapC Q(c.in(0) + h * tq * dh, tq, dh), K(c.in(1) + h * tk * dh, tk, dh), V(c.in(2) + h * tk * dv, tk, dv);

@@ -9,9 +9,9 @@
 #include <numbers>
 #include <type_traits>
 
-#include "tapegrad/detail/broadcast.hpp"
-#include "tapegrad/detail/elementwise_kernels.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/detail/elementwise_kernels.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
 
@@ -393,15 +393,14 @@ basic_tensor<T> where(const basic_tensor<T>& mask, const basic_tensor<T>& a, con
 /// cut; its result does not require grad. Under NoGradGuard it is a plain copy.
 template <std::floating_point T>
 basic_tensor<T> stop_gradient(const basic_tensor<T>& x) {
-  basic_tensor<T> y = make_op<T>(
-      "stop_gradient", x.shape(), {x}, [](OpContext<T>& c) { c.out_vec() = c.in_vec(0); },
-      [](OpContext<T>&) {});  // no backward path: nothing passes the barrier
-  if (!y.is_leaf()) {
-    auto* n = static_cast<detail::op_node<T>*>(y.tape()->tensor_nodes()[y.node_index()]);
-    n->barrier = true;
-    n->out.requires_grad = false;
-  }
-  return y;
+  return make_op<T>(
+      "stop_gradient", x.shape(), {x},
+      [](OpContext<T>& c) {
+        c.out_vec() = c.in_vec(0);
+        // gradcheck's hold_stopped mode replays the values of its recorded pass.
+        detail::replay_stopped(c.out(), static_cast<std::size_t>(c.out_shape().numel()), "stop_gradient");
+      },
+      [](OpContext<T>&) {}, {.barrier = true});  // the rule never runs: nothing passes the barrier
 }
 
 }  // namespace tapegrad

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/detail/broadcast.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
 

@@ -16,10 +16,10 @@
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
-#include "tapegrad/detail/nn_kernels.hpp"
+#include "tapegrad/tensor/detail/nn_kernels.hpp"
 #include "tapegrad/tensor/creation.hpp"
 #include "tapegrad/tensor/shape.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 // The neural-network functions: softmax, log-softmax, the losses, layer norm,
 // embedding lookup and dropout. Each is one recorded node whose
@@ -113,15 +113,12 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::span<const ind
   }
   const Reduction red = options.reduction;
   const Shape out_shape = red == Reduction::none ? detail::with_last(s, -1) : Shape{};
-  // The backward pass needs the targets and each row's log-sum-exp.
-  const index_t* saved_targets = targets.data();
-  T* lse = nullptr;
-  if (detail::will_record<T>({&logits})) {
-    Tape& tape = detail::recording_tape<T>({&logits});
-    saved_targets = detail::save_ids(tape, targets);
-    lse = detail::arena_buffer<T>(tape, rows);
-  }
+  const index_t* caller_targets = targets.data();
   auto forward = [=](OpContext<T>& c) {
+    // The backward pass needs the targets and each row's log-sum-exp.
+    index_t* saved_targets = c.template save<index_t>(rows);
+    T* lse = c.save(rows);
+    std::copy_n(caller_targets, rows, saved_targets);
     T total = 0;
     for (index_t r = 0; r < rows; ++r) {
       const index_t t = saved_targets[r];
@@ -130,7 +127,7 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::span<const ind
         detail::const_array_map<T> x(c.in(0) + r * classes, classes);
         const T m = x.maxCoeff();
         const T l = m + std::log((x - m).exp().sum());
-        if (lse) lse[r] = l;
+        lse[r] = l;
         loss = l - x[t];
       }
       if (red == Reduction::none) c.out()[r] = loss; else total += loss;
@@ -142,6 +139,8 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::span<const ind
     if (!c.needs_grad(0)) return;
     T* dx = c.in_grad(0);
     const T* g = c.out_grad();
+    const index_t* saved_targets = c.template saved<index_t>(0);
+    const T* lse = c.saved(1);
     for (index_t r = 0; r < rows; ++r) {
       const index_t t = saved_targets[r];
       if (t == ignore) continue;
@@ -232,11 +231,9 @@ basic_tensor<T> layer_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
     throw shape_error("layer_norm: beta " + beta.shape().str() + " does not match the last dimension of x " +
                       s.str() + " (expected " + param.str() + ")");
   if (!(eps >= 0)) throw value_error("layer_norm: eps = " + std::to_string(eps) + " must be non-negative");
-  T* stats = nullptr;  // [mean, rstd] per row
-  if (detail::will_record<T>({&x, &gamma, &beta}))
-    stats = detail::arena_buffer<T>(detail::recording_tape<T>({&x, &gamma, &beta}), 2 * rows);
   const T e = static_cast<T>(eps);
   auto forward = [=](OpContext<T>& c) {
+    T* stats = c.save(2 * rows);  // [mean, rstd] per row, for the backward pass
     if (d == 0) return;
     detail::const_array_map<T> g(c.in(1), d), b(c.in(2), d);
     for (index_t r = 0; r < rows; ++r) {
@@ -245,15 +242,14 @@ basic_tensor<T> layer_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
       const T mu = xr.mean();
       const T var = (xr - mu).square().mean();
       const T rstd = T(1) / std::sqrt(var + e);
-      if (stats) {
-        stats[2 * r] = mu;
-        stats[2 * r + 1] = rstd;
-      }
+      stats[2 * r] = mu;
+      stats[2 * r + 1] = rstd;
       yr = (xr - mu) * rstd * g + b;
     }
   };
   auto backward = [=](OpContext<T>& c) {
     if (d == 0) return;
+    const T* stats = c.saved(0);
     detail::const_array_map<T> g(c.in(1), d);
     T* dx = c.needs_grad(0) ? c.in_grad(0) : nullptr;
     T* dg = c.needs_grad(1) ? c.in_grad(1) : nullptr;
@@ -309,15 +305,18 @@ basic_tensor<T> embedding(const basic_tensor<T>& weight, std::span<const index_t
       throw index_error("embedding: id " + std::to_string(id) + " at position " + std::to_string(i) +
                         " is out of range [0, " + std::to_string(vocab) + ") for weight " + ws.str());
   }
-  const index_t* saved = ids.data();
-  if (detail::will_record<T>({&weight})) saved = detail::save_ids(detail::recording_tape<T>({&weight}), ids);
+  const index_t* caller_ids = ids.data();
   auto forward = [=](OpContext<T>& c) {
+    // The backward pass adds each position's gradient into its id's row.
+    index_t* saved = c.template save<index_t>(n);
+    std::copy_n(caller_ids, n, saved);
     for (index_t i = 0; i < n; ++i)
       detail::array_map<T>(c.out() + i * d, d) = detail::const_array_map<T>(c.in(0) + saved[i] * d, d);
   };
   auto backward = [=](OpContext<T>& c) {
     if (!c.needs_grad(0)) return;
     T* dw = c.in_grad(0);
+    const index_t* saved = c.template saved<index_t>(0);
     // d out[i] / d weight[ids[i]] = I: gradients of repeated ids add up
     for (index_t i = 0; i < n; ++i)
       detail::array_map<T>(dw + saved[i] * d, d) += detail::const_array_map<T>(c.out_grad() + i * d, d);
@@ -352,22 +351,21 @@ basic_tensor<T> embedding(const basic_tensor<T>& weight, std::initializer_list<i
 template <std::floating_point T>
 basic_tensor<T> dropout(const basic_tensor<T>& x, double p, Generator& gen, bool training = true) {
   if (!(p >= 0.0 && p <= 1.0)) throw value_error("dropout: p = " + std::to_string(p) + " is outside [0, 1]");
-  x.storage();
+  const index_t n = x.numel();  // also checks the handle
   if (!training || p == 0.0) return x;
-  const index_t n = x.numel();
-  T* mask = nullptr;
-  if (detail::will_record<T>({&x})) mask = detail::arena_buffer<T>(detail::recording_tape<T>({&x}), n);
   const T scale = p == 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
-  auto forward = [&gen, n, p, scale, mask](OpContext<T>& c) {
+  auto forward = [&gen, n, p, scale](OpContext<T>& c) {
     const T* xp = c.in(0);
     T* y = c.out();
+    T* mask = c.save(n);  // what backward multiplies by
     for (index_t i = 0; i < n; ++i) {
       const T m = gen.uniform() < p ? T(0) : scale;
-      if (mask) mask[i] = m;
+      mask[i] = m;
       y[i] = xp[i] * m;
     }
   };
-  auto backward = [n, mask](OpContext<T>& c) {
+  auto backward = [n](OpContext<T>& c) {
+    const T* mask = c.saved(0);
     // d(x * m)/dx = m
     if (c.needs_grad(0)) c.in_grad_vec(0) += c.out_grad_vec() * detail::const_array_map<T>(mask, n);
   };

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/detail/broadcast.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
 

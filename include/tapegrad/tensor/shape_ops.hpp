@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/detail/broadcast.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
 
@@ -315,14 +315,13 @@ basic_tensor<T> index_select(const basic_tensor<T>& x, int dim, const std::vecto
   const auto count = static_cast<index_t>(indices.size());
   out[d] = count;
   const auto [outer, n, inner] = detail::split_at(in, d);
-  // The indices outlive this call: keep a copy in the arena of the tape the
-  // op is recorded on (freed by its clear), not on the heap.
-  Tape& tape = x.is_leaf() ? Tape::active() : *x.tape();
-  index_t* idx = tape.arena().template allocate_array<index_t>(indices.size());
-  std::copy(indices.begin(), indices.end(), idx);
+  const index_t* caller_indices = indices.data();
   return make_op<T>(
       "index_select", out.shape(), {x},
       [=](OpContext<T>& c) {
+        // The indices outlive this call: backward reads the copy saved with the node.
+        index_t* idx = c.template save<index_t>(count);
+        std::copy_n(caller_indices, count, idx);
         for (index_t o = 0; o < outer; ++o)
           for (index_t j = 0; j < count; ++j)
             std::copy_n(c.in(0) + (o * n + idx[j]) * inner, inner, c.out() + (o * count + j) * inner);
@@ -330,6 +329,7 @@ basic_tensor<T> index_select(const basic_tensor<T>& x, int dim, const std::vecto
       [=](OpContext<T>& c) {
         using Vec = typename OpContext<T>::Vec;
         T* g = c.in_grad(0);
+        const index_t* idx = c.template saved<index_t>(0);
         for (index_t o = 0; o < outer; ++o)
           for (index_t j = 0; j < count; ++j)
             Eigen::Map<Vec>(g + (o * n + idx[j]) * inner, inner) +=

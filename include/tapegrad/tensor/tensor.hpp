@@ -13,46 +13,24 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
-#include "tapegrad/tensor/op_context.hpp"
+#include "tapegrad/tensor/detail/record.hpp"
 #include "tapegrad/tensor/shape.hpp"
 
 namespace tapegrad {
-
-template <std::floating_point T>
-class basic_tensor;
-
-/// Records a tensor op: `forward(ctx)` fills `ctx.out()`, `backward(ctx)`
-/// accumulates `ctx.in_grad(i)` from `ctx.out_grad()` for each input that
-/// `ctx.needs_grad(i)`. Both stand together where the op is defined.
-///
-/// The library's own ops are written this way, and so are users' ops:
-///
-/// Example:
-///   // y = x^3 elementwise; dy/dx = 3x^2
-///   Tensor cube(const Tensor& x) {
-///     return tapegrad::make_op<float>("cube", x.shape(), {x},
-///         [](OpContext<float>& c) { c.out_vec() = c.in_vec(0).cube(); },
-///         [](OpContext<float>& c) { c.in_grad_vec(0) += 3 * c.in_vec(0).square() * c.out_grad_vec(); });
-///   }
-template <class T, class Forward, class Backward>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, std::initializer_list<basic_tensor<T>> inputs,
-                        Forward&& forward, Backward&& backward);
-
-/// `make_op` for any number of inputs held in a vector (concat, stack...).
-template <class T, class Forward, class Backward>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vector<basic_tensor<T>>& inputs,
-                        Forward&& forward, Backward&& backward);
 
 /// An n-dimensional array on the tape, float by default (`Tensor`) and double
 /// for gradient checks (`basic_tensor<double>`). Storage is contiguous and
 /// row-major. A tensor made by a creation function is a *leaf* that owns its
 /// data and outlives every tape; a tensor returned by an op is an
-/// *intermediate* in its tape's arena, freed by the tape's clear.
+/// *intermediate* in its tape's arena, freed by the tape's clear or rewind (a
+/// handle to it then raises `stale_handle_error`), and usable only on the
+/// thread its tape belongs to (elsewhere: `thread_error`).
 ///
 /// Example:
 ///   Tensor w = tapegrad::from<float>({{1, 2}, {3, 4}}).requires_grad(true);
@@ -88,6 +66,27 @@ class basic_tensor {
     impl_ = leaf_.get();
   }
 
+  basic_tensor(const basic_tensor&) = default;
+  basic_tensor& operator=(const basic_tensor&) = default;
+  /// A moved-from handle is empty: using it raises `stale_handle_error`.
+  basic_tensor(basic_tensor&& o) noexcept
+      : leaf_(std::move(o.leaf_)),
+        impl_(std::exchange(o.impl_, nullptr)),
+        store_(std::exchange(o.store_, nullptr)),
+        node_(o.node_),
+        serial_(o.serial_) {}
+  basic_tensor& operator=(basic_tensor&& o) noexcept {
+    if (this != &o) {
+      leaf_ = std::move(o.leaf_);
+      impl_ = std::exchange(o.impl_, nullptr);
+      store_ = std::exchange(o.store_, nullptr);
+      node_ = o.node_;
+      serial_ = o.serial_;
+    }
+    return *this;
+  }
+  ~basic_tensor() = default;
+
   /// True unless this is an empty handle.
   bool defined() const noexcept { return impl_ != nullptr; }
 
@@ -111,11 +110,12 @@ class basic_tensor {
   }
   basic_tensor&& requires_grad(bool on) && { return std::move(requires_grad(on)); }
 
-  /// False once the tape clear that freed this intermediate has run.
+  /// True when the handle can be used here: a leaf, or an intermediate whose
+  /// node is still recorded on a live tape that belongs to this thread.
   bool is_alive() const noexcept {
     if (!impl_) return false;
     if (leaf_) return true;
-    return tape_->tensor_node_alive(node_, serial_);
+    return detail::usable_here(*store_) && store_->alive(node_, serial_);
   }
 
   /// The values as a flat Eigen array (row-major order).
@@ -143,17 +143,29 @@ class basic_tensor {
     return {s.data, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols)};
   }
 
-  /// d(root)/d(this) as a flat array: zeros until a gradient reaches it.
-  /// Leaf gradients accumulate across backward() calls until zero_grad().
+  /// d(root)/d(this) as a flat array: zeros when no gradient reached it.
+  /// Leaf gradients accumulate across backward() calls until zero_grad(); an
+  /// intermediate's is the gradient of the latest reverse sweep on its tape.
+  /// Reading never changes `has_grad()`, so an optimizer treats a gradient
+  /// that was only read as none.
   Eigen::Map<const Vec> grad() const {
-    auto& s = const_cast<detail::tensor_storage<T>&>(storage());
-    if (!s.grad) ensure_grad(s);
-    return {s.grad, static_cast<Eigen::Index>(s.shape.numel())};
+    detail::tensor_storage<T>& s = storage();
+    return {readable_grad(s), static_cast<Eigen::Index>(s.shape.numel())};
   }
-  /// Writable gradient of a leaf (for optimizers and gradient clipping).
+  /// Writable gradient of a leaf (for optimizers, gradient clipping and
+  /// all-reduce). Writing through it counts as a gradient: `has_grad()` is then true.
   Eigen::Map<Vec> grad_mut() {
-    auto& s = storage();
-    if (!s.grad) ensure_grad(s);
+    detail::tensor_storage<T>& s = storage();
+    if (s.is_leaf) {
+      T* g = readable_grad(s);
+      s.grad_live = true;
+      return {g, static_cast<Eigen::Index>(s.shape.numel())};
+    }
+    if (!s.grad) throw value_error("grad_mut: " + describe() + " does not require grad");
+    if (s.swept != store_->sweep) {
+      std::fill_n(s.grad, s.shape.numel(), T(0));
+      s.swept = store_->sweep;
+    }
     return {s.grad, static_cast<Eigen::Index>(s.shape.numel())};
   }
   /// The gradient as a tensor leaf with this tensor's shape (a copy).
@@ -161,13 +173,22 @@ class basic_tensor {
     auto g = grad();
     return basic_tensor(shape(), std::vector<T>(g.data(), g.data() + g.size()));
   }
-  /// True once a gradient buffer exists.
-  bool has_grad() const { return storage().grad != nullptr; }
+  /// True when a gradient reached this tensor: for a leaf, since its last
+  /// `zero_grad()`; for an intermediate, in the latest reverse sweep. As
+  /// PyTorch's `grad is not None`.
+  bool has_grad() const {
+    const detail::tensor_storage<T>& s = storage();
+    if (s.is_leaf) return s.grad_live;
+    return s.grad && s.swept == store_->sweep;
+  }
 
-  /// Sets the gradient to zero (keeps its buffer).
+  /// Forgets the gradient, as PyTorch's `zero_grad(set_to_none=True)`: it
+  /// reads as zeros and `has_grad()` is false until a gradient arrives. The
+  /// buffer is kept, so a training loop does not allocate.
   void zero_grad() {
-    auto& s = storage();
+    detail::tensor_storage<T>& s = storage();
     if (s.grad) std::fill_n(s.grad, s.shape.numel(), T(0));
+    if (s.is_leaf) s.grad_live = false;
   }
 
   /// The single value of a one-element tensor.
@@ -201,55 +222,68 @@ class basic_tensor {
 
   /// Runs the reverse sweep from this tensor with the given seed gradient,
   /// which must have this tensor's shape.
-  void backward(const basic_tensor& seed) const;
-
-  /// Internal: the reverse sweep from this tensor, seeded with numel() values at `seed`.
-  void backward_from(const T* seed) const;
+  void backward(const basic_tensor& seed) const {
+    const detail::tensor_storage<T>& root = storage();
+    const detail::tensor_storage<T>& sd = seed.storage();
+    if (!(sd.shape == root.shape))
+      throw shape_error("backward: seed shape " + sd.shape.str() + " differs from root shape " + root.shape.str());
+    backward_from(sd.data);
+  }
 
   /// A one-line description for messages: "matmul [8, 20]" or "leaf [64, 20]".
   std::string describe() const {
     if (!impl_) return "<undefined tensor>";
     if (!is_alive()) return "<stale tensor>";
-    return std::string(leaf_ ? "leaf" : node()->name) + " " + impl_->shape.str();
+    std::string what = !impl_->label.empty() ? impl_->label : leaf_ ? std::string("leaf") : std::string(node()->name);
+    return what + " " + impl_->shape.str();
   }
 
   /// The op that made this tensor ("leaf" for a leaf).
-  std::string op() const { return leaf_ ? std::string("leaf") : std::string(node()->name); }
-
-  /// The tensors this one was computed from (empty for a leaf and a barrier).
-  std::vector<basic_tensor> children() const;
-
-  /// The tape an intermediate lives on (nullptr for a leaf).
-  Tape* tape() const noexcept { return tape_; }
-  /// Position of an intermediate's node on its tape.
-  std::size_t node_index() const noexcept { return node_; }
-
-  /// Internal: the storage behind the handle, after checking it is alive.
-  detail::tensor_storage<T>& storage() const {
-    if (!impl_) throw value_error("Tensor: use of an undefined (empty) tensor handle");
-    if (!leaf_ && !tape_->tensor_node_alive(node_, serial_))
-      throw stale_value_error("Tensor: the intermediate at tape position " + std::to_string(node_) +
-                              " was freed by a clear or rewind of its tape (stale handle)");
-    return *impl_;
+  std::string op() const {
+    storage();
+    return leaf_ ? std::string("leaf") : std::string(node()->name);
   }
-  /// Internal: the shared leaf storage (null for intermediates).
-  const std::shared_ptr<detail::tensor_storage<T>>& leaf_storage() const noexcept { return leaf_; }
 
-  /// Internal: wraps a node's output.
-  static basic_tensor from_node(Tape& tape, std::size_t index, detail::op_node<T>* n) {
-    basic_tensor t;
-    t.impl_ = &n->out;
-    t.tape_ = &tape;
-    t.node_ = index;
-    t.serial_ = n->serial;
-    return t;
+  /// Gives this tensor a name shown by printed graphs and DOT export (a
+  /// module names its parameters by their dotted path). Returns *this.
+  basic_tensor& label(std::string name) {
+    storage().label = std::move(name);
+    return *this;
   }
-  /// Internal: wraps a leaf storage.
-  static basic_tensor from_leaf(std::shared_ptr<detail::tensor_storage<T>> s) {
-    basic_tensor t;
-    t.leaf_ = std::move(s);
-    t.impl_ = t.leaf_.get();
-    return t;
+  /// The name given by `label()`, or an empty string.
+  const std::string& label() const { return storage().label; }
+
+  /// The tensors this one was computed from, in order (empty for a leaf and a
+  /// barrier). Each is a handle like any other: a leaf child keeps its
+  /// storage alive, an intermediate child lives as long as its node.
+  std::vector<basic_tensor> children() const {
+    std::vector<basic_tensor> out;
+    storage();
+    if (leaf_) return out;
+    const detail::op_node<T>* n = node();
+    if (n->barrier) return out;
+    out.reserve(n->n_in);
+    for (std::uint32_t k = 0; k < n->n_in; ++k) out.push_back(from_edge(n->in[k]));
+    return out;
+  }
+
+  /// The input a stop_gradient node blocks (drawn by printed graphs as a cut
+  /// edge); an empty handle for any other tensor.
+  basic_tensor stopped_input() const {
+    storage();
+    if (leaf_) return {};
+    const detail::op_node<T>* n = node();
+    if (!n->barrier || n->n_in == 0) return {};
+    return from_edge(n->in[0]);
+  }
+
+  /// True when both handles refer to the same tensor (the same storage).
+  bool same_as(const basic_tensor& o) const noexcept { return impl_ != nullptr && impl_ == o.impl_; }
+
+  /// The tape an intermediate lives on; nullptr for a leaf.
+  Tape* tape() const {
+    storage();
+    return leaf_ ? nullptr : Tape::of(*store_->tape);
   }
 
   friend std::ostream& operator<<(std::ostream& os, const basic_tensor& t) {
@@ -262,14 +296,67 @@ class basic_tensor {
   }
 
  private:
-  detail::op_node<T>* node() const { return static_cast<detail::op_node<T>*>(tape_->tensor_nodes()[node_]); }
-  void ensure_grad(detail::tensor_storage<T>& s) const {
-    if (s.is_leaf)
-      OpContext<T>::grad_buffer(s, *tape_or_active());
-    else
-      OpContext<T>::grad_buffer(s, *tape_);
+  friend struct detail::access<basic_tensor>;
+
+  // The storage behind the handle, after checking the handle can be used here.
+  detail::tensor_storage<T>& storage() const {
+    if (!impl_) [[unlikely]]
+      throw stale_handle_error("Tensor: use of an empty (default-made or moved-from) tensor handle");
+    if (!leaf_) {
+      if (!detail::usable_here(*store_)) [[unlikely]]
+        detail::throw_unusable(*store_, "Tensor");
+      if (!store_->alive(node_, serial_)) [[unlikely]]
+        throw stale_handle_error("Tensor: the intermediate at tape position " + std::to_string(node_) +
+                                 " was freed by a clear or rewind of its tape (stale handle)");
+    }
+    return *impl_;
   }
-  Tape* tape_or_active() const { return tape_ ? tape_ : &Tape::active(); }
+
+  detail::op_node<T>* node() const { return static_cast<detail::op_node<T>*>(store_->nodes[node_]); }
+
+  // The gradient buffer for reading: zeros when no gradient arrived.
+  T* readable_grad(detail::tensor_storage<T>& s) const {
+    const auto n = static_cast<std::size_t>(s.shape.numel());
+    if (s.is_leaf) {
+      // A leaf's buffer holds zeros whenever grad_live is false.
+      if (!s.grad) {
+        s.owned_grad.assign(n, T(0));
+        s.grad = s.owned_grad.data();
+      }
+      return s.grad;
+    }
+    if (s.grad && s.swept == store_->sweep) return s.grad;
+    // Not reached in the latest sweep (or not requiring grad): zeros, from a
+    // buffer of the node's own, freed with it; the arena buffer stays
+    // untouched so that reading does not count as a gradient.
+    if (s.owned_grad.size() != n) s.owned_grad.assign(n, T(0));
+    return s.owned_grad.data();
+  }
+
+  basic_tensor from_edge(const detail::edge<T>& e) const {
+    if (e.node == detail::no_node)
+      return from_leaf(std::static_pointer_cast<detail::tensor_storage<T>>(store_->kept[e.kept]));
+    return from_node(*store_, e.node, e.serial, e.s);
+  }
+
+  static basic_tensor from_node(detail::tensor_store& store, std::uint32_t index, std::uint64_t serial,
+                                detail::tensor_storage<T>* s) {
+    basic_tensor t;
+    t.impl_ = s;
+    t.store_ = &store;
+    t.node_ = index;
+    t.serial_ = serial;
+    return t;
+  }
+  static basic_tensor from_leaf(std::shared_ptr<detail::tensor_storage<T>> s) {
+    basic_tensor t;
+    t.leaf_ = std::move(s);
+    t.impl_ = t.leaf_.get();
+    return t;
+  }
+
+  void backward_from(const T* seed) const;
+
   index_t flat_index(std::initializer_list<index_t> idx) const {
     const Shape& s = storage().shape;
     if (static_cast<int>(idx.size()) != s.rank())
@@ -287,11 +374,11 @@ class basic_tensor {
     return flat;
   }
 
-  std::shared_ptr<detail::tensor_storage<T>> leaf_;
+  std::shared_ptr<detail::tensor_storage<T>> leaf_;  // leaves: shared ownership of the storage
   detail::tensor_storage<T>* impl_ = nullptr;
-  Tape* tape_ = nullptr;
-  std::size_t node_ = 0;
-  std::uint64_t serial_ = 0;
+  detail::tensor_store* store_ = nullptr;  // intermediates: the store of their tape
+  std::uint32_t node_ = 0;                 // intermediates: position on the tape
+  std::uint64_t serial_ = 0;               // intermediates: the node's serial
 };
 
 /// The float tensor.
@@ -299,159 +386,59 @@ using Tensor = basic_tensor<float>;
 
 namespace detail {
 
-template <class T, class Inputs, class Forward, class Backward>
-basic_tensor<T> make_op_impl(const char* name, const Shape& out_shape, const Inputs& inputs, Forward&& forward,
-                             Backward&& backward) {
-  bool any_grad = false;
-  Tape* tape = nullptr;
-  for (const basic_tensor<T>& x : inputs) {
-    tensor_storage<T>& s = x.storage();  // throws on undefined or stale inputs
-    any_grad = any_grad || s.requires_grad;
-    if (!x.is_leaf()) {
-      if (tape && tape != x.tape()) throw tape_mismatch_error(std::string(name) + ": inputs live on different tapes");
-      tape = x.tape();
-    }
+/// The internals of tensor handles, for the library's own layers. Nothing here is for users.
+template <class T>
+struct access<basic_tensor<T>> {
+  using tensor = basic_tensor<T>;
+  static tensor_storage<T>& storage(const tensor& t) { return t.storage(); }
+  static tensor_store* store(const tensor& t) noexcept { return t.store_; }
+  static std::uint32_t node_index(const tensor& t) noexcept { return t.node_; }
+  static const op_node<T>* node(const tensor& t) {
+    t.storage();
+    return t.leaf_ ? nullptr : t.node();
   }
-  const thread_state& st = state();
-  if (!st.grad_enabled) {
-    // Nothing is recorded: the result is a fresh leaf that owns its values.
-    auto s = std::make_shared<tensor_storage<T>>();
-    s->shape = out_shape;
-    s->owned_data.resize(static_cast<std::size_t>(out_shape.numel()));
-    s->data = s->owned_data.data();
-    std::vector<tensor_storage<T>*> in;
-    in.reserve(inputs.size());
-    for (const basic_tensor<T>& x : inputs) in.push_back(&x.storage());
-    Tape& scratch_tape = tape ? *tape : Tape::active();
-    OpContext<T> ctx(*s, in.data(), in.size(), scratch_tape);
-    forward(ctx);
-    if (st.anomaly) check_finite(name, "output", s->data, out_shape.numel());
-    return basic_tensor<T>::from_leaf(std::move(s));
+  static const std::shared_ptr<tensor_storage<T>>& leaf(const tensor& t) noexcept { return t.leaf_; }
+  static tensor from_node(tensor_store& store, std::uint32_t index, op_node<T>* n) {
+    return tensor::from_node(store, index, n->serial, &n->out);
   }
-  if (!tape) tape = &Tape::active();
-  arena& a = tape->arena();
-  op_node<T>* n;
-  if (any_grad) {
-    using B = std::decay_t<Backward>;
-    void* mem = a.allocate(sizeof(op_node_with<T, B>), alignof(op_node_with<T, B>));
-    n = new (mem) op_node_with<T, B>(std::forward<Backward>(backward));
-  } else {
-    void* mem = a.allocate(sizeof(op_node_plain<T>), alignof(op_node_plain<T>));
-    n = new (mem) op_node_plain<T>();
-  }
-  n->name = name;
-  n->tape = tape;
-  n->out.shape = out_shape;
-  n->out.is_leaf = false;
-  n->out.requires_grad = any_grad;
-  n->out.data = a.allocate_array<T>(static_cast<std::size_t>(out_shape.numel()));
-  n->n_in = static_cast<std::uint32_t>(inputs.size());
-  n->in = static_cast<tensor_storage<T>**>(a.allocate(sizeof(tensor_storage<T>*) * (inputs.size() + 1)));
-  std::size_t i = 0;
-  for (const basic_tensor<T>& x : inputs) {
-    n->in[i++] = &x.storage();
-    if (x.is_leaf()) tape->keep_alive(x.leaf_storage());
-  }
-  const std::size_t index = tape->push_tensor_node(n);
-  OpContext<T> ctx(n->out, n->in, n->n_in, *tape);
-  try {
-    forward(ctx);
-  } catch (...) {
-    tape->pop_tensor_node();  // a failed op leaves nothing behind
-    throw;
-  }
-  if (st.anomaly) check_finite(name, "output", n->out.data, out_shape.numel());
-  return basic_tensor<T>::from_node(*tape, index, n);
-}
+  static tensor from_leaf(std::shared_ptr<tensor_storage<T>> s) { return tensor::from_leaf(std::move(s)); }
+  static tensor from_edge(const tensor& parent, const edge<T>& e) { return parent.from_edge(e); }
+  static void backward_from(const tensor& t, const T* seed) { t.backward_from(seed); }
+};
 
 }  // namespace detail
 
-template <class T, class Forward, class Backward>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, std::initializer_list<basic_tensor<T>> inputs,
-                        Forward&& forward, Backward&& backward) {
-  return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
-                                 std::forward<Backward>(backward));
-}
-
-template <class T, class Forward, class Backward>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vector<basic_tensor<T>>& inputs,
-                        Forward&& forward, Backward&& backward) {
-  return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
-                                 std::forward<Backward>(backward));
-}
-
-template <std::floating_point T>
-void basic_tensor<T>::backward(const basic_tensor& seed) const {
-  auto& root = storage();
-  const auto& sd = seed.storage();
-  if (!(sd.shape == root.shape))
-    throw shape_error("backward: seed shape " + sd.shape.str() + " differs from root shape " + root.shape.str());
-  backward_from(sd.data);
-}
-
 template <std::floating_point T>
 void basic_tensor<T>::backward_from(const T* seed) const {
-  auto& root = storage();
+  detail::tensor_storage<T>& root = storage();
   if (!root.requires_grad)
     throw value_error("backward: " + describe() + " does not require grad (no parameter reaches it)");
   const index_t n = root.shape.numel();
   if (leaf_) {
-    T* g = OpContext<T>::grad_buffer(root, Tape::active());
+    T* g = readable_grad(root);
+    root.grad_live = true;
     for (index_t i = 0; i < n; ++i) g[i] += seed[i];
     return;
   }
-  const auto& nodes = tape_->tensor_nodes();
-  // Intermediate gradients describe the latest root only; leaves accumulate.
-  for (std::size_t i = 0; i <= node_; ++i) nodes[i]->reset_grad();
-  T* g = OpContext<T>::grad_buffer(root, *tape_);
-  std::copy_n(seed, n, g);
+  detail::tensor_store& ts = *store_;
+  // A new sweep number: every intermediate, before and after the root, now
+  // reads as unreached (zero) until this sweep writes to it. Leaves keep
+  // accumulating across sweeps until zero_grad().
+  const std::uint32_t sweep = ++ts.sweep;
+  std::copy_n(seed, n, root.grad);
+  root.swept = sweep;
+  detail::arena& scratch = ts.tape->scratch;
   const bool anomaly = is_anomaly_enabled();
+  // Inputs were recorded before their users, so one walk from the root down
+  // visits every node after all of its users: no sort, no recursion.
   for (std::size_t i = node_ + 1; i-- > 0;) {
-    detail::tensor_node* tn = nodes[i];
-    if (!tn->reached()) continue;
-    tn->run_backward();
-    if (anomaly) {
-      // Which T a node holds is known only to the node; check ours.
-      if (auto* on = dynamic_cast<detail::op_node<T>*>(tn)) {
-        for (std::uint32_t k = 0; k < on->n_in; ++k)
-          if (on->in[k]->grad)
-            detail::check_finite(on->name, "input gradient", on->in[k]->grad, on->in[k]->shape.numel());
-      }
-    }
+    detail::tensor_node* tn = ts.nodes[i];
+    if (tn->barrier || !tn->reached(sweep)) continue;
+    const detail::arena::mark m = scratch.position();
+    tn->run_backward(ts);
+    scratch.rewind(m);
+    if (anomaly) tn->check_input_grads(sweep);
   }
-}
-
-template <std::floating_point T>
-std::vector<basic_tensor<T>> basic_tensor<T>::children() const {
-  std::vector<basic_tensor<T>> out;
-  if (leaf_ || !is_alive()) return out;
-  // Children are found by storage: a leaf input is wrapped through the tape's
-  // kept-alive list, an intermediate through its node.
-  const detail::op_node<T>* n = node();
-  if (n->barrier) return out;
-  const auto& nodes = tape_->tensor_nodes();
-  for (std::uint32_t k = 0; k < n->n_in; ++k) {
-    const detail::tensor_storage<T>* s = n->in[k];
-    bool found = false;
-    if (!s->is_leaf) {
-      for (std::size_t j = node_; j-- > 0;) {
-        auto* on = dynamic_cast<detail::op_node<T>*>(nodes[j]);
-        if (on && &on->out == s) {
-          out.push_back(from_node(*tape_, j, const_cast<detail::op_node<T>*>(on)));
-          found = true;
-          break;
-        }
-      }
-    }
-    if (!found) {
-      // A leaf: share ownership with a handle that is still around, if any.
-      basic_tensor t;
-      t.impl_ = const_cast<detail::tensor_storage<T>*>(s);
-      t.leaf_ = std::shared_ptr<detail::tensor_storage<T>>(std::shared_ptr<void>{}, t.impl_);
-      out.push_back(t);
-    }
-  }
-  return out;
 }
 
 }  // namespace tapegrad

@@ -19,7 +19,7 @@
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
 #include "tapegrad/tensor/shape.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
 
@@ -49,33 +49,6 @@ inline Shape with_last(const Shape& s, index_t last, bool append = false) {
   else
     d[static_cast<std::size_t>(r - 1)] = last;
   return Shape(std::span<const index_t>(d.data(), static_cast<std::size_t>(r)));
-}
-
-/// The tape an op over these inputs records on: the one `make_op` picks (the
-/// tape of an intermediate input, else the active tape). Memory the backward
-/// pass needs is taken from its arena before the op is recorded.
-template <class T>
-Tape& recording_tape(std::initializer_list<const basic_tensor<T>*> inputs) {
-  for (const basic_tensor<T>* x : inputs) {
-    x->storage();  // throws for an undefined or stale handle
-    if (!x->is_leaf()) return *x->tape();
-  }
-  return Tape::active();
-}
-
-/// True when an op over these inputs will record a backward rule.
-template <class T>
-bool will_record(std::initializer_list<const basic_tensor<T>*> inputs) {
-  if (!is_grad_enabled()) return false;
-  for (const basic_tensor<T>* x : inputs)
-    if (x->requires_grad()) return true;
-  return false;
-}
-
-/// Uninitialised arena memory for `n` values of type U, freed with the tape's clear.
-template <class U>
-U* arena_buffer(Tape& tape, index_t n) {
-  return tape.arena().template allocate_array<U>(static_cast<std::size_t>(n));
 }
 
 template <class T>
@@ -227,13 +200,6 @@ basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis) {
     }
   };
   return make_op<T>(name, x.shape(), {x}, forward, backward);
-}
-
-/// Copies a list of integer ids into arena memory (for the backward pass).
-inline const index_t* save_ids(Tape& tape, std::span<const index_t> ids) {
-  index_t* p = arena_buffer<index_t>(tape, static_cast<index_t>(ids.size()));
-  std::copy(ids.begin(), ids.end(), p);
-  return p;
 }
 
 /// Padded rank-4 extents and strides of `s`, aligned to the right.

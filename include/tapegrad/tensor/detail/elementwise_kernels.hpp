@@ -9,8 +9,8 @@
 #include <Eigen/Core>
 #include <cstddef>
 
-#include "tapegrad/detail/broadcast.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad::detail {
 

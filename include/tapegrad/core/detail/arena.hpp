@@ -34,10 +34,12 @@ class arena {
         std::uintptr_t p = (base + offset_ + (align - 1)) & ~static_cast<std::uintptr_t>(align - 1);
         if (p + bytes <= base + b.size) {
           offset_ = static_cast<std::size_t>(p + bytes - base);
+          if (base_ + offset_ > peak_) peak_ = base_ + offset_;
           return reinterpret_cast<void*>(p);
         }
         // The next block may already exist (kept from an earlier step).
         if (current_ + 1 < blocks_.size() && blocks_[current_ + 1].size >= bytes + align) {
+          base_ += b.size;
           ++current_;
           offset_ = 0;
           continue;
@@ -59,6 +61,24 @@ class arena {
   void rewind(mark m) noexcept {
     current_ = m.block;
     offset_ = m.offset;
+    base_ = 0;
+    for (std::size_t i = 0; i < current_ && i < blocks_.size(); ++i) base_ += blocks_[i].size;
+  }
+
+  /// Bytes from the start of the first block to the current position: what is in use.
+  std::size_t used_bytes() const noexcept { return base_ + offset_; }
+
+  /// The largest `used_bytes()` seen since the arena was made or `reset_peak()` ran.
+  std::size_t peak_bytes() const noexcept { return peak_; }
+
+  /// Starts a new peak measurement from the current use.
+  void reset_peak() noexcept { peak_ = used_bytes(); }
+
+  /// Gives every block back to the heap (the owner is gone or asked to shrink).
+  void release() noexcept {
+    blocks_.clear();
+    blocks_.shrink_to_fit();
+    current_ = offset_ = base_ = peak_ = 0;
   }
 
   /// Bytes held in blocks (what the arena costs in memory).
@@ -83,6 +103,10 @@ class arena {
     std::size_t at = blocks_.empty() ? 0 : current_ + 1;
     blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(at),
                    block{std::unique_ptr<std::byte[]>(new std::byte[size]), size});
+    if (!blocks_.empty() && at > 0) {
+      base_ = 0;
+      for (std::size_t i = 0; i < at; ++i) base_ += blocks_[i].size;
+    }
     current_ = at;
     offset_ = 0;
   }
@@ -90,6 +114,8 @@ class arena {
   std::vector<block> blocks_;
   std::size_t current_ = 0;
   std::size_t offset_ = 0;
+  std::size_t base_ = 0;  // bytes in the blocks before the current one
+  std::size_t peak_ = 0;
   std::size_t block_bytes_;
 };
 

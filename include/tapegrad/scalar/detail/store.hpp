@@ -6,10 +6,18 @@
 #include <string>
 #include <vector>
 
+#include "tapegrad/core/tape.hpp"
+
 namespace tapegrad::detail {
 
 /// Marks a node index as one of the leaf slots rather than an intermediate.
 inline constexpr std::uint32_t leaf_bit = 0x8000'0000u;
+/// On a leaf handle: this handle holds one of the leaf's references. A copy
+/// made where the leaf cannot be used (another thread, a stale handle) holds
+/// none, so dropping it later never miscounts.
+inline constexpr std::uint32_t counted_bit = 0x4000'0000u;
+/// The leaf slot of a leaf handle's index.
+inline constexpr std::uint32_t slot_mask = ~(leaf_bit | counted_bit);
 /// Intermediate index 0 is a sink: unary nodes point their unused edge at it.
 inline constexpr std::uint32_t sink_index = 0;
 
@@ -35,8 +43,9 @@ struct scalar_leaf {
   T value;
   T grad;
   std::uint32_t refs;
-  std::uint32_t generation;
-  std::uint32_t born;  // how many nodes the tape held when the leaf was made
+  std::uint32_t generation;  // unique per store over its whole life: a reused slot never matches an old handle
+  std::uint32_t born;        // how many nodes the tape held when the leaf was made
+  std::uint32_t queued;      // 1 while the slot waits in released_leaves
 };
 
 /// The names printed for scalar nodes. The library's ops take fixed slots;
@@ -99,19 +108,42 @@ inline std::uint16_t register_op_name(const std::string& name) {
   return static_cast<std::uint16_t>(t.size() - 1);
 }
 
-/// The scalar half of a tape for one floating type: intermediates in order of
-/// recording, and the leaf slots beside them.
+/// The scalar records of a tape for one floating type: intermediates in order
+/// of recording, and the leaf slots beside them.
 template <class T>
-struct scalar_store {
+struct scalar_store final : store {
   std::vector<scalar_node<T>> nodes;
   std::vector<scalar_leaf<T>> leaves;
   std::vector<std::uint32_t> free_leaves;      // reusable now
   std::vector<std::uint32_t> released_leaves;  // reusable after the next clear or rewind
   std::vector<std::string> leaf_labels;        // optional names, by leaf slot
   std::vector<std::string> node_labels;        // optional names, by node index
-  std::uint32_t swept = 0;                     // nodes below this index may hold a stale gradient
+  std::uint32_t swept = 0;                     // nodes below this index may hold a gradient of an earlier sweep
+  std::uint32_t generations = 0;               // the last generation handed to a leaf
 
   scalar_store() { reset_nodes(); }
+
+  // Positions count recorded nodes; index 0 is the sink, not a record.
+  std::size_t position() const noexcept override { return nodes.empty() ? 0 : nodes.size() - 1; }
+  void truncate(std::size_t keep) override { truncate_to(static_cast<std::uint32_t>(keep + 1)); }
+  std::size_t bytes() const noexcept override {
+    return nodes.capacity() * sizeof(scalar_node<T>) + leaves.capacity() * sizeof(scalar_leaf<T>);
+  }
+  void release() noexcept override {
+    // Keep `generations`: a handle from this use of the tape must never match a leaf of the next.
+    std::vector<scalar_node<T>>().swap(nodes);
+    std::vector<scalar_leaf<T>>().swap(leaves);
+    std::vector<std::uint32_t>().swap(free_leaves);
+    std::vector<std::uint32_t>().swap(released_leaves);
+    std::vector<std::string>().swap(leaf_labels);
+    std::vector<std::string>().swap(node_labels);
+    swept = 0;
+    try {
+      reset_nodes();
+    } catch (...) {
+      // Out of memory: the sink is made again by the next record.
+    }
+  }
 
   void reset_nodes() {
     nodes.clear();
@@ -127,22 +159,27 @@ struct scalar_store {
       l.value = value;
       l.grad = T(0);
       l.refs = 1;
-      ++l.generation;
+      l.generation = ++generations;
       l.born = static_cast<std::uint32_t>(nodes.size());
+      l.queued = 0;
       if (slot < leaf_labels.size()) leaf_labels[slot].clear();
     } else {
       slot = static_cast<std::uint32_t>(leaves.size());
-      leaves.push_back(scalar_leaf<T>{value, T(0), 1, 0, static_cast<std::uint32_t>(nodes.size())});
+      if (slot > slot_mask) [[unlikely]]
+        throw error("Value: more than 2^30 scalar leaves alive on one tape");
+      leaves.push_back(scalar_leaf<T>{value, T(0), 1, ++generations, static_cast<std::uint32_t>(nodes.size()), 0});
     }
     return slot;
   }
 
   void release_leaf(std::uint32_t slot) noexcept {
-    if (--leaves[slot].refs == 0) {
+    scalar_leaf<T>& l = leaves[slot];
+    if (--l.refs == 0 && !l.queued) {
       // A recorded node may still point here; the slot is reused only after
       // the nodes are gone.
       try {
         released_leaves.push_back(slot);
+        l.queued = 1;
       } catch (...) {
         // Out of memory: the slot is simply never reused.
       }
@@ -150,24 +187,31 @@ struct scalar_store {
   }
 
   /// Frees every intermediate recorded at or after index `keep`.
-  void truncate(std::uint32_t keep) {
+  void truncate_to(std::uint32_t keep) {
+    if (nodes.empty()) reset_nodes();
     if (keep < 1) keep = 1;
     if (keep < nodes.size()) nodes.resize(keep);
     if (swept > keep) swept = keep;
     if (node_labels.size() > keep) node_labels.resize(keep);
     // A released leaf made before `keep` may still be a child of a kept node.
+    // One that a handle took up again (through children()) is alive once more.
     std::size_t kept = 0;
     for (std::uint32_t slot : released_leaves) {
-      if (leaves[slot].born >= keep)
+      scalar_leaf<T>& l = leaves[slot];
+      if (l.refs > 0) {
+        l.queued = 0;
+      } else if (l.born >= keep) {
+        l.queued = 0;
         free_leaves.push_back(slot);
-      else
+      } else {
         released_leaves[kept++] = slot;
+      }
     }
     released_leaves.resize(kept);
   }
 
-  T& grad_ref(std::uint32_t i) noexcept { return (i & leaf_bit) ? leaves[i & ~leaf_bit].grad : nodes[i].grad; }
-  T value_of(std::uint32_t i) const noexcept { return (i & leaf_bit) ? leaves[i & ~leaf_bit].value : nodes[i].value; }
+  T& grad_ref(std::uint32_t i) noexcept { return (i & leaf_bit) ? leaves[i & slot_mask].grad : nodes[i].grad; }
+  T value_of(std::uint32_t i) const noexcept { return (i & leaf_bit) ? leaves[i & slot_mask].value : nodes[i].value; }
 };
 
 }  // namespace tapegrad::detail
