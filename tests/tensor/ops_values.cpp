@@ -432,12 +432,13 @@ TEST_CASE("stack: [1, 2] and [3, 4] as rows or as columns") {
   Tape::Scope use(tape);
   DTensor a = from<double>({1, 2}, true), b = from<double>({3, 4}, true);
   SUBCASE("dim 0: one row each") {
-    DTensor s = stack(std::vector<DTensor>{a, b});
+    DTensor s = stack({a, b});
     CHECK(s.shape() == Shape{2, 2});
     CHECK(s.to_vector() == V{1, 2, 3, 4});
   }
   SUBCASE("dim -1: one column each; the gradient is each column back") {
-    DTensor s = stack(std::vector<DTensor>{a, b}, -1);
+    DTensor s = stack({a, b}, -1);
+    CHECK(concat({unsqueeze(a, 1), unsqueeze(b, 1)}, 1).to_vector() == s.to_vector());  // the same, by concat
     CHECK(s.shape() == Shape{2, 2});
     CHECK(s.to_vector() == V{1, 3, 2, 4});
     sum(s * from<double>({{10, 20}, {30, 40}})).backward();

@@ -362,6 +362,18 @@ basic_tensor<T> stack(const std::vector<basic_tensor<T>>& xs, int dim = 0) {
       });
 }
 
+/// `stack` of a braced list: stack({a, b, c}, 1).
+template <std::floating_point T>
+basic_tensor<T> stack(std::initializer_list<basic_tensor<T>> xs, int dim = 0) {
+  return stack(std::vector<basic_tensor<T>>(xs), dim);
+}
+
+/// `concat` of a braced list: concat({a, b}, -1).
+template <std::floating_point T>
+basic_tensor<T> concat(std::initializer_list<basic_tensor<T>> xs, int dim) {
+  return concat(std::vector<basic_tensor<T>>(xs), dim);
+}
+
 /// x cut along dimension `dim` into pieces of the given extents, which must
 /// sum to x's extent there.
 template <std::floating_point T>
