@@ -87,6 +87,14 @@ const std::vector<SweepCase>& sweep() {
       {"bias_act relu", {{2, 3, 4}, {4}}, [](const Inputs& x) { return bias_act(x[0], x[1], Activation::relu); }},
       {"bias_act gelu", {{5, 4}, {4}}, [](const Inputs& x) { return bias_act(x[0], x[1], Activation::gelu); }},
       {"bias_act none", {{5, 4}, {4}}, [](const Inputs& x) { return bias_act(x[0], x[1], Activation::none); }},
+      {"sin", {{2, 3}}, [](const Inputs& x) { return sin(x[0]); }, -3.0, 3.0},
+      {"cos", {{2, 3}}, [](const Inputs& x) { return cos(x[0]); }, -3.0, 3.0},
+      {"log1p", {{2, 3}}, [](const Inputs& x) { return log1p(x[0]); }, -0.5, 2.0},
+      {"softplus", {{2, 3}}, [](const Inputs& x) { return softplus(x[0]); }, -4.0, 4.0},
+      {"silu", {{2, 3}}, [](const Inputs& x) { return silu(x[0]); }, -4.0, 4.0},
+      {"leaky_relu", {{3, 4}}, [](const Inputs& x) { return leaky_relu(x[0]); }},
+      {"leaky_relu slope 0.2", {{3, 4}}, [](const Inputs& x) { return leaky_relu(x[0], 0.2); }},
+      {"silu * softplus [2,3,4]*[4]", {{2, 3, 4}, {4}}, [](const Inputs& x) { return silu(x[0]) * softplus(x[1]); }},
       // ---- reductions: all elements, each axis, with and without keepdim ----
       {"sum all", {{2, 3, 4}}, [](const Inputs& x) { return sum(x[0]); }},
       {"sum axes {0, 2}", {{2, 3, 4}}, [](const Inputs& x) { return sum(x[0], {0, 2}); }},
@@ -95,6 +103,8 @@ const std::vector<SweepCase>& sweep() {
       {"mean axes {0, 1} keepdim", {{2, 3, 4}}, [](const Inputs& x) { return mean(x[0], {0, 1}, true); }},
       {"max all", {{2, 3, 4}}, [](const Inputs& x) { return max(x[0]); }},
       {"logsumexp all", {{2, 3, 4}}, [](const Inputs& x) { return logsumexp(x[0]); }, -3.0, 3.0},
+      {"min all", {{2, 3, 4}}, [](const Inputs& x) { return min(x[0]); }},
+      {"max - min along -1", {{3, 4}}, [](const Inputs& x) { return max(x[0], -1) - min(x[0], -1); }},
       // ---- matmul ----
       {"matmul [3,4]x[4,5]", {{3, 4}, {4, 5}}, [](const Inputs& x) { return matmul(x[0], x[1]); }},
       {"matmul [4]x[4,5]", {{4}, {4, 5}}, [](const Inputs& x) { return matmul(x[0], x[1]); }},
@@ -133,6 +143,28 @@ const std::vector<SweepCase>& sweep() {
       {"index_select with repeats", {{4, 3}},
        [](const Inputs& x) { return index_select(x[0], 0, {3, 0, 3, 3}); }},
       {"index_select dim 1 of [2,4,3]", {{2, 4, 3}}, [](const Inputs& x) { return index_select(x[0], 1, {1, 1, 2}); }},
+      {"squeeze all", {{2, 1, 3, 1}}, [](const Inputs& x) { return squeeze(x[0]) * squeeze(x[0]); }},
+      {"squeeze dim -1", {{2, 3, 1}}, [](const Inputs& x) { return matmul(squeeze(x[0], -1), transpose(x[0], 0, 2)); }},
+      {"unsqueeze 1 and -1", {{2, 3}}, [](const Inputs& x) { return unsqueeze(x[0], 1) * unsqueeze(x[0], -1); }},
+      {"unsqueeze 0", {{2, 3}}, [](const Inputs& x) { return unsqueeze(x[0], 0) * x[0]; }},
+      {"flatten all", {{2, 3, 4}}, [](const Inputs& x) { return flatten(x[0]) * flatten(x[0]); }},
+      {"flatten 1..2 of [2,3,4,2]", {{2, 3, 4, 2}}, [](const Inputs& x) { return flatten(x[0], 1, 2); }},
+      {"stack dim 0", {{2, 3}, {2, 3}}, [](const Inputs& x) { return stack(Inputs{x[0], x[1], x[0]}); }},
+      {"stack dim 1", {{2, 3}, {2, 3}}, [](const Inputs& x) { return stack(Inputs{x[0], x[1]}, 1) * x[1]; }},
+      {"stack dim -1 of [2,2,3]", {{2, 2, 3}, {2, 2, 3}}, [](const Inputs& x) { return stack(Inputs{x[1], x[0]}, -1); }},
+      // ---- gather and scatter_add ----
+      {"gather dim 1 with repeats", {{3, 4}},
+       [](const Inputs& x) { return gather(x[0], 1, {3, 3, 0, 1, 2, 1, 0, 0, 0}, Shape{3, 3}); }},
+      {"gather dim 0, index smaller than x", {{3, 4}},
+       [](const Inputs& x) { return gather(x[0], 0, {2, 0, 1, 2, 2, 2}, Shape{2, 3}); }},
+      {"gather dim -1 of [2,3,4]", {{2, 3, 4}},
+       [](const Inputs& x) { return gather(x[0], -1, {3, 0, 1, 1, 2, 0}, Shape{2, 3, 1}); }},
+      {"scatter_add dim 1 with repeats", {{3, 4}, {3, 2}},
+       [](const Inputs& x) { return scatter_add(x[0], 1, {3, 3, 0, 1, 2, 2}, x[1]); }},
+      {"scatter_add dim 0 into [3,4]", {{3, 4}, {2, 4}},
+       [](const Inputs& x) { return scatter_add(x[0], 0, {2, 0, 1, 2, 1, 1, 0, 2}, x[1]) * x[0]; }},
+      {"gather of scatter_add", {{2, 3}, {2, 2}},
+       [](const Inputs& x) { return gather(scatter_add(x[0], 1, {0, 0, 2, 1}, x[1]), 1, {0, 1, 2, 2}, Shape{2, 2}); }},
       // ---- compositions through transposed and permuted tensors ----
       {"matmul(transpose(a), b)", {{4, 3}, {4, 5}}, [](const Inputs& x) { return matmul(transpose(x[0]), x[1]); }},
       {"sum(permute(x), 1)", {{2, 3, 4}}, [](const Inputs& x) { return sum(permute(x[0], {2, 0, 1}), 1); }},
@@ -146,8 +178,8 @@ const std::vector<SweepCase>& sweep() {
 }
 
 // One row per (axis, keepdim) for a reduction: every axis of [2, 3, 4], with negatives.
-void add_axis_rows(std::vector<SweepCase>& rows, const std::string& name,
-                   DTensor (*f)(const DTensor&, int, bool), double lo, double hi) {
+void add_axis_rows(std::vector<SweepCase>& rows, const std::string& name, DTensor (*f)(const DTensor&, int, bool),
+                   double lo, double hi) {
   for (int axis : {0, 1, 2, -1, -2})
     for (bool keep : {false, true})
       rows.push_back({name + " axis " + std::to_string(axis) + (keep ? " keepdim" : ""),
@@ -159,11 +191,50 @@ void add_axis_rows(std::vector<SweepCase>& rows, const std::string& name,
 
 std::vector<SweepCase> axis_sweep() {
   std::vector<SweepCase> rows;
-  add_axis_rows(rows, "sum", [](const DTensor& x, int a, bool k) { return sum(x, a, k); }, -1, 1);
-  add_axis_rows(rows, "mean", [](const DTensor& x, int a, bool k) { return mean(x, a, k); }, -1, 1);
-  add_axis_rows(rows, "max", [](const DTensor& x, int a, bool k) { return max(x, a, k); }, -1, 1);
-  add_axis_rows(rows, "logsumexp", [](const DTensor& x, int a, bool k) { return logsumexp(x, a, k); }, -3, 3);
+  add_axis_rows(
+      rows, "sum", [](const DTensor& x, int a, bool k) { return sum(x, a, k); }, -1, 1);
+  add_axis_rows(
+      rows, "mean", [](const DTensor& x, int a, bool k) { return mean(x, a, k); }, -1, 1);
+  add_axis_rows(
+      rows, "max", [](const DTensor& x, int a, bool k) { return max(x, a, k); }, -1, 1);
+  add_axis_rows(
+      rows, "logsumexp", [](const DTensor& x, int a, bool k) { return logsumexp(x, a, k); }, -3, 3);
+  add_axis_rows(
+      rows, "min", [](const DTensor& x, int a, bool k) { return min(x, a, k); }, -1, 1);
   return rows;
+}
+
+// A 0/1 mask (1 = hidden) of the given shape with every `period`-th element
+// set, starting at `phase`.
+DTensor every_nth(const Shape& s, index_t period, index_t phase) {
+  std::vector<double> m(static_cast<std::size_t>(s.numel()), 0.0);
+  for (index_t i = phase; i < s.numel(); i += period) m[static_cast<std::size_t>(i)] = 1.0;
+  return DTensor(s, m);
+}
+
+// The fused normalizations and attention with a mask of each broadcastable
+// shape, queries and keys of different lengths.
+std::vector<SweepCase> fused_sweep() {
+  auto attend = [](Shape mask) {
+    return [mask](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], every_nth(mask, 3, 1)); };
+  };
+  return {
+      {"rms_norm with weight [2,3,4]", {{2, 3, 4}, {4}}, [](const Inputs& x) { return rms_norm(x[0], x[1]); }},
+      {"rms_norm without weight", {{3, 5}}, [](const Inputs& x) { return rms_norm(x[0]); }},
+      {"rms_norm eps 0.1, weight from a product",
+       {{2, 4}, {4}},
+       [](const Inputs& x) { return rms_norm(x[0], x[1] * x[1], 0.1); }},
+      {"attention Lq 2, Lk 5, mask [5]", {{2, 2, 4}, {2, 5, 4}, {2, 5, 3}}, attend({5})},
+      {"attention mask [Lq, Lk] = [3, 4]", {{2, 3, 4}, {2, 4, 4}, {2, 4, 2}}, attend({3, 4})},
+      {"attention mask [B,1,1,Lk]", {{2, 2, 3, 4}, {2, 2, 5, 4}, {2, 2, 5, 4}}, attend({2, 1, 1, 5})},
+      {"attention mask [B,H,Lq,Lk]", {{2, 2, 3, 2}, {2, 2, 4, 2}, {2, 2, 4, 3}}, attend({2, 2, 3, 4})},
+      {"attention mask [B,1,Lq,1] hides whole queries",
+       {{2, 2, 3, 2}, {2, 2, 4, 2}, {2, 2, 4, 3}},
+       attend({2, 1, 3, 1})},
+      {"attention causal_mask as a mask",
+       {{2, 4, 3}, {2, 4, 3}, {2, 4, 3}},
+       [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], causal_mask<double>(4)); }},
+  };
 }
 
 void run(const SweepCase& c) {
@@ -183,6 +254,12 @@ TEST_CASE("gradcheck sweep: every tensor op against finite differences") {
 
 TEST_CASE("gradcheck sweep: each reduction over each axis, with and without keepdim") {
   for (const SweepCase& c : axis_sweep()) {
+    SUBCASE(c.name.c_str()) { run(c); }
+  }
+}
+
+TEST_CASE("gradcheck sweep: rms_norm and attention with masks of every broadcastable shape") {
+  for (const SweepCase& c : fused_sweep()) {
     SUBCASE(c.name.c_str()) { run(c); }
   }
 }

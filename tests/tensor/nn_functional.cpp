@@ -264,8 +264,7 @@ TEST_CASE("layer_norm passes the gradient check for x, gamma and beta") {
     CAPTURE(s.str());
     const index_t d = s[-1];
     CHECK_GRADCHECK(gradcheck([](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); },
-                              {random_tensor(s, 41, -2, 2), random_tensor({d}, 42, 0.5, 1.5),
-                               random_tensor({d}, 43)}));
+                              {random_tensor(s, 41, -2, 2), random_tensor({d}, 42, 0.5, 1.5), random_tensor({d}, 43)}));
   }
 }
 
@@ -291,7 +290,7 @@ TEST_CASE("embedding looks up rows and adds the gradients of repeated ids") {
   CHECK(table.grad_at({3, 0}) == 5.0);   // 1 + 4 from positions 0 and 2
   CHECK(table.grad_at({3, 1}) == 10.0);  // 2 + 8
   CHECK(table.grad_at({1, 1}) == 0.5);
-  CHECK(table.grad_at({0, 0}) == 0.0);   // never looked up
+  CHECK(table.grad_at({0, 0}) == 0.0);  // never looked up
 
   SUBCASE("ids with a shape give that shape followed by D") {
     const std::vector<index_t> ids = {0, 1, 2, 3, 4, 0};
@@ -302,8 +301,11 @@ TEST_CASE("embedding looks up rows and adds the gradients of repeated ids") {
 
   SUBCASE("gradient check") {
     const std::vector<index_t> ids = {2, 0, 2, 4, 2, 1};
-    CHECK_GRADCHECK(gradcheck([&](const Inputs& x) { return embedding(x[0], ids, Shape{3, 2}); },
-                              {random_tensor({5, 3}, 51)}));
+    CHECK_GRADCHECK(gradcheck(
+        [&](const Inputs& x) {
+          return embedding(x[0], ids, Shape{3, 2});
+        },
+        {random_tensor({5, 3}, 51)}));
   }
 }
 
@@ -446,7 +448,7 @@ TEST_CASE("scaled_dot_product_attention equals softmax(q k^T / sqrt(d)) v for ev
       CHECK((head(weights, h, 3, 3) - a).cwiseAbs().maxCoeff() < 1e-12);
     }
     CHECK(weights.matrix().rowwise().sum().isOnes(1e-12));  // every row of A is a distribution
-    if (causal) CHECK(weights.at({1, 0, 0, 2}) == 0.0);    // query 0 cannot see key 2
+    if (causal) CHECK(weights.at({1, 0, 0, 2}) == 0.0);     // query 0 cannot see key 2
   }
 }
 
@@ -465,9 +467,9 @@ TEST_CASE("scaled_dot_product_attention passes the gradient check for q, k and v
       for (bool causal : {false, true}) {
         CAPTURE(c.q.str());
         CAPTURE(causal);
-        CHECK_GRADCHECK(gradcheck(
-            [causal](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], causal); },
-            {random_tensor(c.q, 91, -1.5, 1.5), random_tensor(c.k, 92, -1.5, 1.5), random_tensor(c.v, 93)}));
+        CHECK_GRADCHECK(
+            gradcheck([causal](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2], causal); },
+                      {random_tensor(c.q, 91, -1.5, 1.5), random_tensor(c.k, 92, -1.5, 1.5), random_tensor(c.v, 93)}));
       }
     }
   }
@@ -479,14 +481,169 @@ TEST_CASE("scaled_dot_product_attention passes the gradient check for q, k and v
 
 TEST_CASE("scaled_dot_product_attention names all three shapes when they do not fit") {
   DTensor q({2, 3, 4}, 0.0);
-  const std::string m =
-      message_of<shape_error>([&] { scaled_dot_product_attention(q, DTensor({2, 3, 5}, 0.0), DTensor({2, 3, 4}, 0.0)); });
+  const std::string m = message_of<shape_error>([&] {
+    scaled_dot_product_attention(q, DTensor({2, 3, 5}, 0.0), DTensor({2, 3, 4}, 0.0));
+  });
   CHECK(contains(m, "head dimension (4 vs 5)"));
   CHECK(contains(m, "k [2, 3, 5]"));
-  CHECK(contains(message_of<shape_error>(
-                     [&] { scaled_dot_product_attention(q, DTensor({2, 3, 4}, 0.0), DTensor({2, 2, 4}, 0.0)); }),
+  CHECK(contains(message_of<shape_error>([&] {
+                   scaled_dot_product_attention(q, DTensor({2, 3, 4}, 0.0), DTensor({2, 2, 4}, 0.0));
+                 }),
                  "sequence length (3 vs 2)"));
-  CHECK(contains(message_of<shape_error>(
-                     [&] { scaled_dot_product_attention(q, DTensor({1, 3, 4}, 0.0), DTensor({1, 3, 4}, 0.0)); }),
+  CHECK(contains(message_of<shape_error>([&] {
+                   scaled_dot_product_attention(q, DTensor({1, 3, 4}, 0.0), DTensor({1, 3, 4}, 0.0));
+                 }),
                  "leading"));
+}
+
+// ---------------------------------------------------------------------------
+TEST_CASE("rms_norm: each row divided by its root mean square, then the weight") {
+  Tape tape;
+  Tape::Scope use(tape);
+  // x = [3, 4]: mean(x^2) = (9 + 16) / 2 = 12.5, rms = sqrt(12.5) = 3.5355339,
+  // so y = [3, 4] / 3.5355339 = [0.8485281, 1.1313708] (eps = 0).
+  DTensor x = from<double>({{3, 4}}, true);
+
+  SUBCASE("without a weight") {
+    DTensor y = rms_norm(x, 0.0);
+    CHECK(y.at({0, 0}) == doctest::Approx(0.8485281374));
+    CHECK(y.at({0, 1}) == doctest::Approx(1.1313708499));
+    // sum(y) = sqrt(2) (x0 + x1) / |x|, |x| = 5:
+    // d/dx0 = sqrt(2) (1/|x| - (x0 + x1) x0 / |x|^3) = sqrt(2) (0.2 - 21/125) = 0.0452548
+    // d/dx1 = sqrt(2) (0.2 - 28/125) = -0.0339411
+    sum(y).backward();
+    CHECK(x.grad()[0] == doctest::Approx(std::sqrt(2.0) * 0.032));
+    CHECK(x.grad()[1] == doctest::Approx(std::sqrt(2.0) * -0.024));
+  }
+  SUBCASE("with a weight: each column scaled; dweight = sum over rows of dy * xhat") {
+    DTensor w = from<double>({2, 0.5}, true);
+    DTensor y = rms_norm(x, w, 0.0);
+    CHECK(y.at({0, 0}) == doctest::Approx(2 * 0.8485281374));
+    CHECK(y.at({0, 1}) == doctest::Approx(0.5 * 1.1313708499));
+    sum(y).backward();
+    CHECK(w.grad()[0] == doctest::Approx(0.8485281374));
+    CHECK(w.grad()[1] == doctest::Approx(1.1313708499));
+  }
+  SUBCASE("on a row of mean 0 it is layer_norm without gamma and beta") {
+    DTensor r = random_tensor({3, 5}, 41, -2, 2);
+    DTensor centred = r - mean(r, -1, true);
+    DTensor a = rms_norm(centred, 1e-5), b = layer_norm(centred, DTensor({5}, 1.0), DTensor({5}, 0.0), 1e-5);
+    CHECK((a.data() - b.data()).abs().maxCoeff() < 1e-12);
+  }
+  SUBCASE("eps keeps a zero row finite") {
+    DTensor z = DTensor({1, 3}, 0.0).requires_grad(true);
+    DTensor y = rms_norm(z);
+    sum(y).backward();
+    CHECK(y.to_vector() == std::vector<double>{0, 0, 0});
+    CHECK(z.grad().allFinite());
+  }
+}
+
+TEST_CASE("rms_norm names the weight's and x's shapes when they disagree") {
+  DTensor x({2, 4}, 1.0);
+  const std::string m = message_of<shape_error>([&] { rms_norm(x, DTensor({3}, 1.0)); });
+  CHECK(contains(m, "rms_norm: weight [3]"));
+  CHECK(contains(m, "x [2, 4] (expected [4])"));
+  CHECK(contains(message_of<value_error>([&] { rms_norm(x, -1.0); }), "rms_norm: eps = -1"));
+  CHECK(contains(message_of<shape_error>([] { rms_norm(DTensor(Shape{}, 1.0)); }), "needs at least one dimension"));
+}
+
+// ---------------------------------------------------------------------------
+namespace {
+
+// softmax(q k^T / sqrt(d)) v for one head with hidden[i][j] keys set to -inf;
+// a query with every key hidden gets a row of zeros.
+Mat reference_masked(const Mat& q, const Mat& k, const Mat& v, const std::vector<std::vector<bool>>& hidden,
+                     Mat* weights = nullptr) {
+  Mat s = q * k.transpose() / std::sqrt(static_cast<double>(q.cols()));
+  for (Eigen::Index i = 0; i < s.rows(); ++i) {
+    bool any = false;
+    for (Eigen::Index j = 0; j < s.cols(); ++j) {
+      if (hidden[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)]) s(i, j) = -inf;
+      any = any || !hidden[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)];
+    }
+    if (!any) {
+      s.row(i).setZero();
+      continue;
+    }
+    s.row(i) = (s.row(i).array() - s.row(i).maxCoeff()).exp().matrix();
+    s.row(i) /= s.row(i).sum();
+  }
+  if (weights) *weights = s;
+  return s * v;
+}
+
+}  // namespace
+
+TEST_CASE("attention with a mask: Lq != Lk, a mask of any broadcastable shape") {
+  Tape tape;
+  Tape::Scope use(tape);
+  // Two batch entries, two heads, 2 queries reading 4 keys (cross attention).
+  DTensor q = random_tensor({2, 2, 2, 3}, 101), k = random_tensor({2, 2, 4, 3}, 102),
+          v = random_tensor({2, 2, 4, 5}, 103);
+
+  SUBCASE("key padding [B, 1, 1, Lk]: batch 0 hides key 3, batch 1 hides keys 2 and 3") {
+    DTensor pad = DTensor({2, 1, 1, 4}, {0, 0, 0, 1, 0, 0, 1, 1});
+    DTensor weights;
+    DTensor out = scaled_dot_product_attention(q, k, v, pad, &weights);
+    REQUIRE(out.shape() == Shape{2, 2, 2, 5});
+    REQUIRE(weights.shape() == Shape{2, 2, 2, 4});
+    for (index_t h = 0; h < 4; ++h) {
+      const index_t b = h / 2;
+      std::vector<std::vector<bool>> hidden(2, {false, false, b == 1, true});
+      Mat a;
+      const Mat expect = reference_masked(head(q, h, 2, 3), head(k, h, 4, 3), head(v, h, 4, 5), hidden, &a);
+      CHECK((head(out, h, 2, 5) - expect).cwiseAbs().maxCoeff() < 1e-12);
+      CHECK((head(weights, h, 2, 4) - a).cwiseAbs().maxCoeff() < 1e-12);
+    }
+    CHECK(weights.at({0, 1, 0, 3}) == 0.0);  // exactly 0, not small
+    CHECK(weights.at({1, 0, 1, 2}) == 0.0);
+    SUBCASE("a hidden key's value receives exactly zero gradient") {
+      DTensor vv = random_tensor({2, 2, 4, 5}, 104).requires_grad(true);
+      sum(scaled_dot_product_attention(q, k, vv, pad)).backward();
+      DTensor gv = vv.grad_tensor();
+      for (index_t c = 0; c < 5; ++c) {
+        CHECK(gv.at({0, 0, 3, c}) == 0.0);
+        CHECK(gv.at({1, 1, 2, c}) == 0.0);
+        CHECK(gv.at({0, 0, 2, c}) != 0.0);
+      }
+    }
+  }
+  SUBCASE("one [Lq, Lk] mask for every head") {
+    DTensor m = DTensor({2, 4}, {1, 0, 0, 1, 0, 1, 1, 0});
+    DTensor out = scaled_dot_product_attention(q, k, v, m);
+    const std::vector<std::vector<bool>> hidden = {{true, false, false, true}, {false, true, true, false}};
+    for (index_t h = 0; h < 4; ++h)
+      CHECK((head(out, h, 2, 5) - reference_masked(head(q, h, 2, 3), head(k, h, 4, 3), head(v, h, 4, 5), hidden))
+                .cwiseAbs()
+                .maxCoeff() < 1e-12);
+  }
+  SUBCASE("causal_mask as the mask gives what causal = true gives") {
+    DTensor x = random_tensor({2, 4, 3}, 105);
+    DTensor a = scaled_dot_product_attention(x, x, x, causal_mask<double>(4));
+    DTensor b = scaled_dot_product_attention(x, x, x, true);
+    CHECK((a.data() - b.data()).abs().maxCoeff() < 1e-15);
+  }
+  SUBCASE("a query with every key hidden: output 0 and gradient 0, never NaN") {
+    DTensor qq = random_tensor({2, 3}, 106).requires_grad(true);
+    DTensor kk = random_tensor({4, 3}, 107).requires_grad(true);
+    DTensor m = DTensor({2, 1}, {0, 1});  // query 1 sees nothing
+    DTensor out = scaled_dot_product_attention(qq, kk, kk, m);
+    for (index_t c = 0; c < 3; ++c) CHECK(out.at({1, c}) == 0.0);
+    sum(out).backward();
+    CHECK(qq.grad().allFinite());
+    CHECK(kk.grad().allFinite());
+    for (index_t c = 0; c < 3; ++c) CHECK(qq.grad_at({1, c}) == 0.0);
+  }
+}
+
+TEST_CASE("attention names the mask and the scores' shape when the mask does not broadcast") {
+  DTensor q({2, 2, 3}, 0.0), k({2, 4, 3}, 0.0);
+  const std::string m = message_of<shape_error>([&] { scaled_dot_product_attention(q, k, k, DTensor({2, 3}, 0.0)); });
+  CHECK(contains(m, "scaled_dot_product_attention: mask [2, 3] does not broadcast to the scores [2, 2, 4]"));
+  CHECK(contains(m, "k [2, 4, 3]"));
+  CHECK(contains(message_of<shape_error>([&] {
+                   scaled_dot_product_attention(q, k, k, DTensor({1, 1, 1, 4}, 0.0));
+                 }),
+                 "mask [1, 1, 1, 4]"));
 }

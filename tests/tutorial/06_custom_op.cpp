@@ -4,7 +4,8 @@
 //
 // tapegrad's tensor ops are each one call to `make_op`: a name, the output
 // shape, the inputs, then a forward function and a backward function side by
-// side. Your ops are written the same way. Here we add SiLU,
+// side. Your ops are written the same way. Here we write SiLU again, under
+// its other name swish (the library's own is `tapegrad::silu`, made the same way),
 //
 //     y = x * sigmoid(x),   dy/dx = s (1 + x (1 - s))   with s = sigmoid(x),
 //
@@ -32,9 +33,9 @@ namespace {
 
 // Written as a template over the element type, so gradcheck can run it in double.
 template <std::floating_point T>
-basic_tensor<T> silu(const basic_tensor<T>& x) {
+basic_tensor<T> swish(const basic_tensor<T>& x) {
   return tapegrad::make_op<T>(
-      "silu", x.shape(), {x},
+      "swish", x.shape(), {x},
       // forward: fill the output from the input (flat Eigen arrays)
       [](OpContext<T>& c) {
         const auto v = c.in_vec(0);
@@ -50,9 +51,9 @@ basic_tensor<T> silu(const basic_tensor<T>& x) {
 
 // The same op with a slip in its backward rule: the factor (1 - s) is missing.
 template <std::floating_point T>
-basic_tensor<T> silu_wrong(const basic_tensor<T>& x) {
+basic_tensor<T> swish_wrong(const basic_tensor<T>& x) {
   return tapegrad::make_op<T>(
-      "silu_wrong", x.shape(), {x},
+      "swish_wrong", x.shape(), {x},
       [](OpContext<T>& c) {
         const auto v = c.in_vec(0);
         c.out_vec() = v / (T(1) + (-v).exp());
@@ -89,23 +90,24 @@ basic_tensor<T> row_max(const basic_tensor<T>& x) {
 
 }  // namespace
 
-TEST_CASE("tutorial 6.1: silu by hand at 0") {
+TEST_CASE("tutorial 6.1: swish by hand at 0") {
   tapegrad::Tape tape;
   tapegrad::Tape::Scope use(tape);
   auto x = tapegrad::from<double>({0.0}, true);
-  auto y = silu(x);
+  auto y = swish(x);
   CHECK(y.item() == 0.0);  // 0 * sigmoid(0)
   y.backward();
   CHECK(x.grad()[0] == 0.5);  // s (1 + 0) = sigmoid(0) = 1/2
 }
 
 TEST_CASE("tutorial 6.2: gradcheck agrees with the backward rule") {
-  auto r = tapegrad::gradcheck([](const auto& in) { return silu(in[0]); }, {random_tensor({3, 4}, 6, -3.0, 3.0)});
+  auto r = tapegrad::gradcheck([](const auto& in) { return swish(in[0]); }, {random_tensor({3, 4}, 6, -3.0, 3.0)});
   CHECK_MESSAGE(r.passed, r.report());
 }
 
 TEST_CASE("tutorial 6.3: ... and catches one with a mistake") {
-  auto r = tapegrad::gradcheck([](const auto& in) { return silu_wrong(in[0]); }, {random_tensor({3, 4}, 6, -3.0, 3.0)});
+  auto r =
+      tapegrad::gradcheck([](const auto& in) { return swish_wrong(in[0]); }, {random_tensor({3, 4}, 6, -3.0, 3.0)});
   CHECK_FALSE(r.passed);
   // The report names the worst entry with both gradients, for debugging.
   CHECK(r.report().find("FAILED") != std::string::npos);
@@ -115,16 +117,16 @@ TEST_CASE("tutorial 6.4: the op shows up in the graph under its name") {
   tapegrad::Tape tape;
   tapegrad::Tape::Scope use(tape);
   auto w = tapegrad::from<double>({{1, -1}, {2, 0}}, true);
-  auto loss = tapegrad::sum(silu(w) * 2.0);
+  auto loss = tapegrad::sum(swish(w) * 2.0);
   const std::string table = tapegrad::tape_table(loss);
   //   node           op          shape   grad  inputs
   //   leaf0          leaf        [2, 2]  yes   []
-  //   silu#0         silu        [2, 2]  yes   [leaf0]
-  //   mul_scalar#1   mul_scalar  [2, 2]  yes   [silu#0]
+  //   swish#0         swish        [2, 2]  yes   [leaf0]
+  //   mul_scalar#1   mul_scalar  [2, 2]  yes   [swish#0]
   //   sum#2          sum         []      yes   [mul_scalar#1]
-  CHECK(table.find("silu#0") != std::string::npos);
-  CHECK(table.find("[silu#0]") != std::string::npos);  // mul_scalar reads silu's output
-  CHECK(tapegrad::to_dot(loss).find("silu#0\\n[2, 2]") != std::string::npos);
+  CHECK(table.find("swish#0") != std::string::npos);
+  CHECK(table.find("[swish#0]") != std::string::npos);  // mul_scalar reads swish's output
+  CHECK(tapegrad::to_dot(loss).find("swish#0\\n[2, 2]") != std::string::npos);
 }
 
 TEST_CASE("tutorial 6.5: an op that saves what its forward pass found") {

@@ -2,9 +2,10 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <concepts>
-#include <algorithm>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -62,8 +63,7 @@ basic_tensor<T> masked_fill(const basic_tensor<T>& x, const basic_tensor<T>& mas
   const Shape& ms = mask.shape();
   bool fits = ms.rank() <= xs.rank();
   for (int d = 1; fits && d <= ms.rank(); ++d) fits = ms[-d] == xs[-d] || ms[-d] == 1;
-  if (!fits)
-    throw shape_error("masked_fill: mask " + ms.str() + " does not broadcast to x " + xs.str());
+  if (!fits) throw shape_error("masked_fill: mask " + ms.str() + " does not broadcast to x " + xs.str());
   // The mask's stride along each of x's dimensions (0 where it is broadcast).
   detail::shape4 xv = detail::right_aligned(xs), mv = detail::right_aligned(ms);
   for (int d = 0; d < 4; ++d)
@@ -115,69 +115,72 @@ basic_tensor<T> causal_mask(index_t n) {
   return basic_tensor<T>(Shape{n, n}, std::move(v));
 }
 
-/// The attention core, fused into one node:
-///   A = softmax(q k^T / sqrt(Dh)),  out = A v
-/// for q [..., Tq, Dh], k [..., Tk, Dh], v [..., Tk, Dv], where the leading
-/// dimensions ([B, H], [B*H] or none) are the same for all three and each
-/// (batch, head) pair is one independent attention. The result is [..., Tq, Dv].
-///
-/// With `causal`, query i attends only to keys j <= i (the positions that
-/// `causal_mask` hides get weight 0).
-///
-/// When `weights` is not null it receives a copy of A, shaped [..., Tq, Tk],
-/// as a new leaf for inspection (plots, tests): no gradient flows through it,
-/// and the copy costs a heap allocation, so pass it only when you look.
-///
-/// Backward, per (batch, head), with dO the output's gradient and s = 1/sqrt(Dh):
-///   dV = A^T dO
-///   dA = dO V^T
-///   dS = A * (dA - rowsum(dA * A))     softmax's Jacobian, which is not diagonal
-///   dQ = s dS K,   dK = s dS^T Q
-/// A is kept in the tape's arena from the forward pass; the products are Eigen
-/// GEMMs on per-head matrix maps, with transposes as views.
-///
-/// Errors: `shape_error` naming the three shapes when they do not fit.
-///
-/// Example:
-///   Tensor out = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, H, T, Dh]
-template <std::floating_point T>
-basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
-                                             const basic_tensor<T>& v, bool causal = false,
-                                             basic_tensor<T>* weights = nullptr) {
+namespace detail {
+
+/// The fused attention of `scaled_dot_product_attention`, with an optional
+/// mask (nonzero = hidden) that broadcasts to the scores [..., Tq, Tk].
+template <class T>
+basic_tensor<T> attention_impl(const basic_tensor<T>& q, const basic_tensor<T>& k, const basic_tensor<T>& v,
+                               bool causal, const basic_tensor<T>* mask, basic_tensor<T>* weights) {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using MapC = Eigen::Map<const Mat>;
   using MapM = Eigen::Map<Mat>;
+  const char* op = "scaled_dot_product_attention";
   const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
-  const index_t batch = detail::attention_batch(qs, ks, vs);
+  const index_t batch = attention_batch(qs, ks, vs);
   const index_t tq = qs[-2], tk = ks[-2], dh = qs[-1], dv = vs[-1];
   const T scale = dh == 0 ? T(1) : T(1) / std::sqrt(static_cast<T>(dh));
-  const Shape out_shape = detail::with_last(qs, dv);
+  const Shape out_shape = with_last(qs, dv);
+  const Shape score_shape = with_last(qs, tk);
+
+  // The mask's stride along each dimension of the scores, padded to 4 (0 where broadcast).
+  shape4 sv = right_aligned(score_shape), mv;
+  if (mask) {
+    const Shape& ms = mask->shape();
+    bool fits = ms.rank() <= score_shape.rank();
+    for (int d = 1; fits && d <= ms.rank(); ++d) fits = ms[-d] == score_shape[-d] || ms[-d] == 1;
+    if (!fits)
+      throw shape_error(std::string(op) + ": mask " + ms.str() + " does not broadcast to the scores " +
+                        score_shape.str() + " (q " + qs.str() + ", k " + ks.str() + ")");
+    mv = right_aligned(ms);
+    for (int d = 0; d < 4; ++d)
+      if (mv.dim[d] == 1) mv.stride[d] = 0;
+  }
 
   basic_tensor<T> copy;
-  if (weights) copy = basic_tensor<T>(detail::with_last(qs, tk));
+  if (weights) copy = basic_tensor<T>(score_shape);
   T* copy_out = weights ? copy.data().data() : nullptr;
+  const bool masked = mask != nullptr;
 
   auto forward = [=](OpContext<T>& c) {
     const index_t ahead = tq * tk;
     // A for every head: saved for backward when recording, else a per-head scratch.
     T* saved = c.recording() ? c.save(batch * ahead) : nullptr;
     T* a = saved ? saved : c.scratch(ahead);
+    const T* mp = masked ? c.in(3) : nullptr;
     for (index_t h = 0; h < batch; ++h) {
       T* ah = saved ? a + h * ahead : a;
       MapC Q(c.in(0) + h * tq * dh, tq, dh), K(c.in(1) + h * tk * dh, tk, dh), V(c.in(2) + h * tk * dv, tk, dv);
       MapM S(ah, tq, tk), O(c.out() + h * tq * dv, tq, dv);
       S.noalias() = (scale * Q) * K.transpose();
+      // Head h is (h / d1, h % d1) in the two leading dimensions of the scores.
+      const index_t mh = masked ? (h / sv.dim[1]) * mv.stride[0] + (h % sv.dim[1]) * mv.stride[1] : 0;
       for (index_t i = 0; i < tq; ++i) {
         // Query i sees keys 0..i when causal: softmax over those, exact zeros after.
         const index_t seen = causal ? std::min(i + 1, tk) : tk;
         T* row = ah + i * tk;
-        if (seen > 0) detail::softmax_vector(detail::array_map<T>(row, seen), detail::array_map<T>(row, seen));
+        if (mp)  // a hidden key scores -inf: weight exactly 0 (all hidden: a row of zeros)
+          for (index_t j = 0; j < seen; ++j)
+            if (mp[mh + i * mv.stride[2] + j * mv.stride[3]] != T(0)) row[j] = -std::numeric_limits<T>::infinity();
+        if (seen > 0) softmax_vector(array_map<T>(row, seen), array_map<T>(row, seen));
         std::fill(row + seen, row + tk, T(0));
       }
       O.noalias() = S * V;
       if (copy_out) std::copy_n(ah, ahead, copy_out + h * ahead);
     }
   };
+  // A hidden key has A = 0, so the softmax backward below gives it dS = 0:
+  // the mask needs no step of its own.
   auto backward = [=](OpContext<T>& c) {
     const bool gq = c.needs_grad(0), gk = c.needs_grad(1), gv = c.needs_grad(2);
     T* dq = gq ? c.in_grad(0) : nullptr;
@@ -205,9 +208,69 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
       if (gk) MapM(dk + h * tk * dh, tk, dh).noalias() += dS.transpose() * Q;
     }
   };
-  basic_tensor<T> out = make_op<T>("scaled_dot_product_attention", out_shape, {q, k, v}, forward, backward);
+  basic_tensor<T> out = masked ? make_op<T>(op, out_shape, {q, k, v, *mask}, forward, backward)
+                               : make_op<T>(op, out_shape, {q, k, v}, forward, backward);
   if (weights) *weights = std::move(copy);
   return out;
+}
+
+}  // namespace detail
+
+/// The attention core, fused into one node:
+///   A = softmax(q k^T / sqrt(Dh)),  out = A v
+/// for q [..., Tq, Dh], k [..., Tk, Dh], v [..., Tk, Dv], where the leading
+/// dimensions ([B, H], [B*H] or none) are the same for all three and each
+/// (batch, head) pair is one independent attention. The result is [..., Tq, Dv].
+/// The queries and the keys may come from different sequences (Tq != Tk):
+/// cross attention.
+///
+/// With `causal`, query i attends only to keys j <= i (the positions that
+/// `causal_mask` hides get weight 0).
+///
+/// When `weights` is not null it receives a copy of A, shaped [..., Tq, Tk],
+/// as a new leaf for inspection (plots, tests): no gradient flows through it,
+/// and the copy costs a heap allocation, so pass it only when you look.
+///
+/// Backward, per (batch, head), with dO the output's gradient and s = 1/sqrt(Dh):
+///   dV = A^T dO
+///   dA = dO V^T
+///   dS = A * (dA - rowsum(dA * A))     softmax's Jacobian, which is not diagonal
+///   dQ = s dS K,   dK = s dS^T Q
+/// A is kept in the tape's arena from the forward pass; the products are Eigen
+/// GEMMs on per-head matrix maps, with transposes as views.
+///
+/// Errors: `shape_error` naming the three shapes when they do not fit.
+///
+/// Example:
+///   Tensor out = scaled_dot_product_attention(q, k, v, /*causal=*/true);  // [B, H, T, Dh]
+template <std::floating_point T>
+basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
+                                             const basic_tensor<T>& v, bool causal = false,
+                                             basic_tensor<T>* weights = nullptr) {
+  return detail::attention_impl<T>(q, k, v, causal, nullptr, weights);
+}
+
+/// Attention with a mask: as above, where `mask` is a 0/1 tensor that
+/// broadcasts to the scores [..., Tq, Tk] (NumPy rules, aligned on the right)
+/// and a nonzero entry hides that key from that query, as in `masked_fill` and
+/// `causal_mask`: its weight is exactly 0. So [Tq, Tk] is one mask for every
+/// head, [B, 1, 1, Tk] hides padded keys per batch entry, [B, H, Tq, Tk] is a
+/// mask per head. A query whose keys are all hidden gets weight 0 everywhere:
+/// its output row is 0 and passes no gradient (not NaN). The mask receives
+/// no gradient; the backward pass is the fused one above, unchanged (a hidden
+/// key has A = 0 and so dS = 0).
+///
+/// Errors: `shape_error` naming the mask and the scores' shape when the mask
+/// does not broadcast, and the three shapes when q, k and v do not fit.
+///
+/// Example:
+///   // an action expert's queries [B, H, Ta, Dh] read backbone keys [B, H, Tb, Dh]
+///   Tensor out = scaled_dot_product_attention(q, k_backbone, v_backbone, pad_mask);  // pad_mask [B, 1, 1, Tb]
+template <std::floating_point T>
+basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const basic_tensor<T>& k,
+                                             const basic_tensor<T>& v, const basic_tensor<T>& mask,
+                                             basic_tensor<T>* weights = nullptr) {
+  return detail::attention_impl<T>(q, k, v, false, &mask, weights);
 }
 
 }  // namespace tapegrad

@@ -130,7 +130,10 @@ basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::span<const ind
         lse[r] = l;
         loss = l - x[t];
       }
-      if (red == Reduction::none) c.out()[r] = loss; else total += loss;
+      if (red == Reduction::none)
+        c.out()[r] = loss;
+      else
+        total += loss;
     }
     if (red == Reduction::sum) c.out()[0] = total;
     if (red == Reduction::mean) c.out()[0] = count == 0 ? T(0) : total / static_cast<T>(count);
@@ -228,8 +231,8 @@ basic_tensor<T> layer_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
     throw shape_error("layer_norm: gamma " + gamma.shape().str() + " does not match the last dimension of x " +
                       s.str() + " (expected " + param.str() + ")");
   if (!(beta.shape() == param))
-    throw shape_error("layer_norm: beta " + beta.shape().str() + " does not match the last dimension of x " +
-                      s.str() + " (expected " + param.str() + ")");
+    throw shape_error("layer_norm: beta " + beta.shape().str() + " does not match the last dimension of x " + s.str() +
+                      " (expected " + param.str() + ")");
   if (!(eps >= 0)) throw value_error("layer_norm: eps = " + std::to_string(eps) + " must be non-negative");
   const T e = static_cast<T>(eps);
   auto forward = [=](OpContext<T>& c) {
@@ -273,6 +276,78 @@ basic_tensor<T> layer_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
     }
   };
   return make_op<T>("layer_norm", s, {x, gamma, beta}, forward, backward);
+}
+
+/// RMS normalization over the last dimension, fused into one node:
+/// y = x / sqrt(mean(x^2) + eps) * weight, with `weight` of shape [D] (D is
+/// x's last dimension) or, when it is an undefined tensor, no weight at all.
+/// Unlike layer_norm, no mean is subtracted and there is no bias.
+///
+/// Backward (per row, rstd = 1/sqrt(mean(x^2) + eps), xhat = x * rstd, g = dy * weight):
+///   dx      = rstd * (g - xhat * mean(g * xhat))
+///   dweight = sum over rows of dy * xhat
+/// The mean(g * xhat) term is there because rstd depends on every x of the row.
+///
+/// Errors: `shape_error` naming both shapes when weight is not [D];
+/// `value_error` for a negative eps.
+///
+/// Example:
+///   Tensor y = rms_norm(x, gain);        // x [B, T, D], gain [D]
+///   Tensor z = rms_norm(x, Tensor{});    // no weight
+template <std::floating_point T>
+basic_tensor<T> rms_norm(const basic_tensor<T>& x, const basic_tensor<T>& weight, double eps = 1e-6) {
+  const Shape& s = x.shape();
+  if (s.rank() < 1) throw shape_error("rms_norm: x " + s.str() + " needs at least one dimension");
+  const detail::row_view rv = detail::rows_of(s);
+  const index_t rows = rv.rows, d = rv.cols;
+  const bool has_w = weight.defined();
+  if (has_w && !(weight.shape() == Shape{d}))
+    throw shape_error("rms_norm: weight " + weight.shape().str() + " does not match the last dimension of x " +
+                      s.str() + " (expected [" + std::to_string(d) + "])");
+  if (!(eps >= 0)) throw value_error("rms_norm: eps = " + std::to_string(eps) + " must be non-negative");
+  const T e = static_cast<T>(eps);
+  auto forward = [=](OpContext<T>& c) {
+    T* rstds = c.save(rows);  // rstd of each row, for backward
+    for (index_t r = 0; r < rows && d > 0; ++r) {
+      detail::const_array_map<T> xr(c.in(0) + r * d, d);
+      detail::array_map<T> yr(c.out() + r * d, d);
+      const T rstd = T(1) / std::sqrt(xr.square().mean() + e);
+      rstds[r] = rstd;
+      if (has_w)
+        yr = xr * rstd * detail::const_array_map<T>(c.in(1), d);
+      else
+        yr = xr * rstd;
+    }
+  };
+  auto backward = [=](OpContext<T>& c) {
+    T* dx = c.needs_grad(0) ? c.in_grad(0) : nullptr;
+    T* dw = has_w && c.needs_grad(1) ? c.in_grad(1) : nullptr;
+    const T inv_d = d == 0 ? T(0) : T(1) / static_cast<T>(d);
+    const T* rstds = c.saved(0);
+    for (index_t r = 0; r < rows && d > 0; ++r) {
+      const T rstd = rstds[r];
+      detail::const_array_map<T> xr(c.in(0) + r * d, d), dy(c.out_grad() + r * d, d);
+      auto xhat = xr * rstd;
+      // d y / d weight = xhat
+      if (dw) detail::array_map<T>(dw, d) += dy * xhat;
+      if (!dx) continue;
+      detail::array_map<T> dxr(dx + r * d, d);
+      if (has_w) {
+        auto g = dy * detail::const_array_map<T>(c.in(1), d);
+        dxr += rstd * (g - xhat * ((g * xhat).sum() * inv_d));
+      } else {
+        dxr += rstd * (dy - xhat * ((dy * xhat).sum() * inv_d));
+      }
+    }
+  };
+  if (has_w) return make_op<T>("rms_norm", s, {x, weight}, forward, backward);
+  return make_op<T>("rms_norm", s, {x}, forward, backward);
+}
+
+/// `rms_norm` without a weight: y = x / sqrt(mean(x^2) + eps).
+template <std::floating_point T>
+basic_tensor<T> rms_norm(const basic_tensor<T>& x, double eps = 1e-6) {
+  return rms_norm(x, basic_tensor<T>{}, eps);
 }
 
 /// Looks up rows of an embedding table: out[i] = weight[ids[i]]. `weight` is

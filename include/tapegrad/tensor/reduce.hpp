@@ -6,8 +6,8 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
-#include <limits>
 #include <initializer_list>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -156,22 +156,30 @@ basic_tensor<T> mean(const basic_tensor<T>& x, const std::vector<int>& axes, boo
 namespace detail {
 
 /// The index along the reduced axis (of length `len`, stride `inner`) of the
-/// largest element of the group starting at `p`; ties go to the first.
-template <class T>
+/// largest (or with Min, smallest) element of the group starting at `p`; ties
+/// go to the first. A NaN is never chosen over a number that came before it.
+template <bool Min = false, class T>
 index_t argmax_strided(const T* p, index_t len, index_t inner) {
   index_t best = 0;
   for (index_t i = 1; i < len; ++i)
-    if (p[i * inner] > p[best * inner]) best = i;
+    if (Min ? p[i * inner] < p[best * inner] : p[i * inner] > p[best * inner]) best = i;
   return best;
 }
 
 // Passed as the axis of max_or_lse: reduce over all elements.
 inline constexpr int every_axis = std::numeric_limits<int>::min();
 
-// The largest element (lse false) or the log-sum-exp (lse true) over one axis,
-// or over all elements for `every_axis`.
+// What max_or_lse computes for each group.
+enum class extreme { max, min, lse };
+
+// The largest element, the smallest, or the log-sum-exp over one axis, or
+// over all elements for `every_axis`.
 template <class T>
-basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis, bool keepdim, bool lse) {
+basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis, bool keepdim, extreme kind) {
+  const bool lse = kind == extreme::lse, is_min = kind == extreme::min;
+  auto pick = [is_min](const T* p, index_t len, index_t inner) {
+    return is_min ? argmax_strided<true>(p, len, inner) : argmax_strided<false>(p, len, inner);
+  };
   const Shape in = x.shape();
   reduce_geometry g;
   std::array<index_t, 3> split{1, in.numel(), 1};
@@ -195,7 +203,7 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
         for (index_t o = 0; o < outer; ++o)
           for (index_t i = 0; i < inner; ++i) {
             const T* p = xs + o * len * inner + i;
-            const T m = p[argmax_strided(p, len, inner) * inner];
+            const T m = p[pick(p, len, inner) * inner];
             if (!lse) {
               y[o * inner + i] = m;
               continue;
@@ -207,7 +215,7 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
             y[o * inner + i] = shift + std::log(s);
           }
       },
-      // max: d/dx_k = 1 at the first arg-max, 0 elsewhere.
+      // max (min): d/dx_k = 1 at the first arg-max (arg-min), 0 elsewhere.
       // logsumexp: d/dx_k = e^(x_k - y), the softmax of the group.
       [=](OpContext<T>& c) {
         const T* xs = c.in(0);
@@ -220,7 +228,7 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
             if (gy[j] == T(0)) continue;
             const index_t base = o * len * inner + i;
             if (!lse) {
-              gx[base + argmax_strided(xs + base, len, inner) * inner] += gy[j];
+              gx[base + pick(xs + base, len, inner) * inner] += gy[j];
             } else if (std::isfinite(y[j])) {
               for (index_t k = 0; k < len; ++k) gx[base + k * inner] += gy[j] * std::exp(xs[base + k * inner] - y[j]);
             }
@@ -234,26 +242,39 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
 /// element (on ties, the lowest flat index), as for an arg-max.
 template <std::floating_point T>
 basic_tensor<T> max(const basic_tensor<T>& x) {
-  return detail::max_or_lse("max", x, detail::every_axis, false, false);
+  return detail::max_or_lse("max", x, detail::every_axis, false, detail::extreme::max);
 }
 
 /// The largest element along one axis; the gradient goes to the first arg-max of each group.
 template <std::floating_point T>
 basic_tensor<T> max(const basic_tensor<T>& x, int axis, bool keepdim = false) {
-  return detail::max_or_lse("max", x, axis, keepdim, false);
+  return detail::max_or_lse("max", x, axis, keepdim, detail::extreme::max);
+}
+
+/// The smallest element, rank 0. As for `max`, the gradient goes to the
+/// first smallest element (on ties, the lowest flat index).
+template <std::floating_point T>
+basic_tensor<T> min(const basic_tensor<T>& x) {
+  return detail::max_or_lse("min", x, detail::every_axis, false, detail::extreme::min);
+}
+
+/// The smallest element along one axis; the gradient goes to the first arg-min of each group.
+template <std::floating_point T>
+basic_tensor<T> min(const basic_tensor<T>& x, int axis, bool keepdim = false) {
+  return detail::max_or_lse("min", x, axis, keepdim, detail::extreme::min);
 }
 
 /// log(sum(exp(x))) over all elements, computed stably (the maximum is
 /// subtracted before exponentiating). d/dx_k = exp(x_k - y): the softmax.
 template <std::floating_point T>
 basic_tensor<T> logsumexp(const basic_tensor<T>& x) {
-  return detail::max_or_lse("logsumexp", x, detail::every_axis, false, true);
+  return detail::max_or_lse("logsumexp", x, detail::every_axis, false, detail::extreme::lse);
 }
 
 /// logsumexp along one axis.
 template <std::floating_point T>
 basic_tensor<T> logsumexp(const basic_tensor<T>& x, int axis, bool keepdim = false) {
-  return detail::max_or_lse("logsumexp", x, axis, keepdim, true);
+  return detail::max_or_lse("logsumexp", x, axis, keepdim, detail::extreme::lse);
 }
 
 }  // namespace tapegrad

@@ -2,10 +2,10 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <cstddef>
-#include <algorithm>
 #include <initializer_list>
 #include <span>
 #include <string>
@@ -49,7 +49,7 @@ void permute_copy(const T* src, const Shape& src_shape, T* dst, const Shape& dst
 }
 
 template <class T>
-basic_tensor<T> reshape_to(const basic_tensor<T>& x, std::span<const index_t> dims) {
+basic_tensor<T> reshape_to(const basic_tensor<T>& x, std::span<const index_t> dims, const char* name = "reshape") {
   const Shape& in = x.shape();
   extents d;
   int infer = -1;
@@ -79,7 +79,7 @@ basic_tensor<T> reshape_to(const basic_tensor<T>& x, std::span<const index_t> di
     fail("the element counts differ");
   }
   return make_op<T>(
-      "reshape", d.shape(), {x}, [](OpContext<T>& c) { c.out_vec() = c.in_vec(0); },
+      name, d.shape(), {x}, [](OpContext<T>& c) { c.out_vec() = c.in_vec(0); },
       [](OpContext<T>& c) { c.in_grad_vec(0) += c.out_grad_vec(); });
 }
 
@@ -104,6 +104,65 @@ template <std::floating_point T, std::same_as<Shape> S>
 basic_tensor<T> reshape(const basic_tensor<T>& x, const S& shape) {
   const detail::extents e(shape);
   return detail::reshape_to(x, e.span());
+}
+
+/// x without its extent-1 dimensions: [2, 1, 3, 1] becomes [2, 3].
+/// d/dx: the gradient reshaped back.
+template <std::floating_point T>
+basic_tensor<T> squeeze(const basic_tensor<T>& x) {
+  detail::extents out;
+  for (int k = 0; k < x.rank(); ++k)
+    if (x.size(k) != 1) out.push_back(x.size(k));
+  return detail::reshape_to(x, out.span(), "squeeze");
+}
+
+/// x without dimension `dim`, which must have extent 1 (as NumPy's squeeze
+/// with an axis, a dimension of another extent is an error, not skipped).
+template <std::floating_point T>
+basic_tensor<T> squeeze(const basic_tensor<T>& x, int dim) {
+  const int d = detail::normalize_dim("squeeze", dim, x.rank());
+  if (x.size(d) != 1)
+    throw shape_error("squeeze: dimension " + std::to_string(dim) + " of " + x.shape().str() + " has extent " +
+                      std::to_string(x.size(d)) + ", not 1");
+  detail::extents out;
+  for (int k = 0; k < x.rank(); ++k)
+    if (k != d) out.push_back(x.size(k));
+  return detail::reshape_to(x, out.span(), "squeeze");
+}
+
+/// x with a new dimension of extent 1 at position `dim` of the result, from
+/// -(rank + 1) to rank: unsqueeze(x [2, 3], 0) is [1, 2, 3], with -1 it is
+/// [2, 3, 1]. d/dx: the gradient reshaped back.
+template <std::floating_point T>
+basic_tensor<T> unsqueeze(const basic_tensor<T>& x, int dim) {
+  const int r = x.rank();
+  if (r == max_rank)
+    throw shape_error("unsqueeze: " + x.shape().str() + " already has the maximum rank " + std::to_string(max_rank));
+  const int d = detail::normalize_dim("unsqueeze", dim, r + 1);
+  detail::extents out;
+  for (int k = 0; k <= r; ++k) out.push_back(k == d ? 1 : x.size(k < d ? k : k - 1));
+  return detail::reshape_to(x, out.span(), "unsqueeze");
+}
+
+/// Dimensions `start` to `end` (inclusive, negatives from the end) merged into
+/// one, as PyTorch's flatten: flatten(x [2, 3, 4]) is [24], flatten(x, 1) is
+/// [2, 12]. A rank-0 x becomes [1]. d/dx: the gradient reshaped back.
+template <std::floating_point T>
+basic_tensor<T> flatten(const basic_tensor<T>& x, int start = 0, int end = -1) {
+  const int r = x.rank();
+  if (r == 0) return detail::reshape_to(x, std::span<const index_t>(std::array<index_t, 1>{1}), "flatten");
+  const int a = detail::normalize_dim("flatten", start, r), b = detail::normalize_dim("flatten", end, r);
+  if (a > b)
+    throw value_error("flatten: start " + std::to_string(start) + " comes after end " + std::to_string(end) +
+                      " for shape " + x.shape().str());
+  detail::extents out;
+  index_t merged = 1;
+  for (int k = 0; k < r; ++k) {
+    if (k < a || k > b) out.push_back(x.size(k));
+    if (k >= a && k <= b) merged *= x.size(k);
+    if (k == b) out.push_back(merged);
+  }
+  return detail::reshape_to(x, out.span(), "flatten");
 }
 
 namespace detail {
@@ -243,8 +302,7 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, int dim) {
         index_t at = 0;  // offset of input i within one outer block of the result
         for (std::size_t i = 0; i < c.inputs(); ++i) {
           const index_t w = c.shape(i)[d] * inner;
-          for (index_t o = 0; o < outer; ++o)
-            std::copy_n(c.in(i) + o * w, w, c.out() + o * total * inner + at);
+          for (index_t o = 0; o < outer; ++o) std::copy_n(c.in(i) + o * w, w, c.out() + o * total * inner + at);
           at += w;
         }
       },
@@ -261,6 +319,59 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, int dim) {
           at += w;
         }
       });
+}
+
+/// Tensors of one shape joined along a new dimension `dim` of the result
+/// (from -(rank + 1) to rank): three [2, 4] tensors stack to [3, 2, 4] at
+/// dim 0 and to [2, 4, 3] at dim -1. d/dx_i: slice i of the gradient along dim.
+template <std::floating_point T>
+basic_tensor<T> stack(const std::vector<basic_tensor<T>>& xs, int dim = 0) {
+  if (xs.empty()) throw value_error("stack: no tensors to stack");
+  const Shape& first = xs[0].shape();
+  const int r = first.rank();
+  if (r == max_rank)
+    throw shape_error("stack: " + first.str() + " already has the maximum rank " + std::to_string(max_rank));
+  const int d = detail::normalize_dim("stack", dim, r + 1);
+  for (std::size_t i = 1; i < xs.size(); ++i)
+    if (!(xs[i].shape() == first))
+      throw shape_error("stack: " + first.str() + " and " + xs[i].shape().str() + " (tensor " + std::to_string(i) +
+                        ") differ; stacked tensors need one shape");
+  const auto n = static_cast<index_t>(xs.size());
+  detail::extents out;
+  for (int k = 0; k <= r; ++k) out.push_back(k == d ? n : first[k < d ? k : k - 1]);
+  // The result is [outer, n, inner]: input i fills block i of every outer block.
+  index_t outer = 1;
+  for (int k = 0; k < d; ++k) outer *= first[k];
+  const index_t inner = outer == 0 ? 0 : first.numel() / outer;
+  return make_op<T>(
+      "stack", out.shape(), xs,
+      [=](OpContext<T>& c) {
+        for (index_t i = 0; i < n; ++i)
+          for (index_t o = 0; o < outer; ++o)
+            std::copy_n(c.in(static_cast<std::size_t>(i)) + o * inner, inner, c.out() + (o * n + i) * inner);
+      },
+      [=](OpContext<T>& c) {
+        using Vec = typename OpContext<T>::Vec;
+        for (index_t i = 0; i < n; ++i) {
+          const auto k = static_cast<std::size_t>(i);
+          if (!c.needs_grad(k)) continue;
+          T* g = c.in_grad(k);
+          for (index_t o = 0; o < outer; ++o)
+            Eigen::Map<Vec>(g + o * inner, inner) += Eigen::Map<const Vec>(c.out_grad() + (o * n + i) * inner, inner);
+        }
+      });
+}
+
+/// `stack` of a braced list: stack({a, b, c}, 1).
+template <std::floating_point T>
+basic_tensor<T> stack(std::initializer_list<basic_tensor<T>> xs, int dim = 0) {
+  return stack(std::vector<basic_tensor<T>>(xs), dim);
+}
+
+/// `concat` of a braced list: concat({a, b}, -1).
+template <std::floating_point T>
+basic_tensor<T> concat(std::initializer_list<basic_tensor<T>> xs, int dim) {
+  return concat(std::vector<basic_tensor<T>>(xs), dim);
 }
 
 /// x cut along dimension `dim` into pieces of the given extents, which must
