@@ -5,6 +5,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -173,6 +174,13 @@ class basic_value {
     if (n.arity >= 1) out.push_back(wrap(n.a));
     if (n.arity >= 2) out.push_back(wrap(n.b));
     return out;
+  }
+
+  /// The value a stop_gradient barrier was made from (the edge the barrier
+  /// cuts); nullopt for every other value.
+  std::optional<basic_value> stopped_input() const {
+    if (is_leaf() || node().op != detail::op_stop_gradient) return std::nullopt;
+    return wrap(node().a);
   }
 
   /// d(this)/d(child) for each child, as computed on the forward pass.

@@ -219,6 +219,16 @@ class basic_tensor {
   /// The tensors this one was computed from (empty for a leaf and a barrier).
   std::vector<basic_tensor> children() const;
 
+  /// The tensor a stop_gradient barrier was made from (the edge the barrier
+  /// cuts); an empty handle for every other tensor.
+  basic_tensor stopped_input() const {
+    if (leaf_ || !is_alive() || !node()->barrier) return {};
+    node()->barrier = false;  // children() skips barriers: look through this one for a moment
+    basic_tensor in = children().front();
+    node()->barrier = true;
+    return in;
+  }
+
   /// The tape an intermediate lives on (nullptr for a leaf).
   Tape* tape() const noexcept { return tape_; }
   /// Position of an intermediate's node on its tape.
