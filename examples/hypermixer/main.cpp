@@ -158,9 +158,9 @@ int main(int argc, char** argv) {
     const double test_loss = held_out_pass(correct);
     std::cout << "trained " << steps << " steps in " << ex::format_duration(progress.elapsed()) << "; held-out loss "
               << std::setprecision(4) << test_loss << '\n'
+              << "wrote " << (std::filesystem::path(out) / "loss.svg").string() << " and losses.csv\n"
               << "held-out accuracy: " << std::setprecision(2) << 100.0 * static_cast<double>(correct) / test.size
-              << "% (" << correct << " of " << test.size << ")\n"
-              << "wrote " << (std::filesystem::path(out) / "loss.svg").string() << " and losses.csv\n";
+              << "% (" << correct << " of " << test.size << ")\n";
   } catch (const std::exception& e) {
     std::cerr << "hypermixer: " << e.what() << '\n';
     return 1;
