@@ -86,8 +86,10 @@ struct RoutingTable {
       for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
     std::ostringstream os;
     for (std::size_t k = 0; k < rows.size(); ++k) {
-      for (std::size_t i = 0; i < rows[k].size(); ++i)
-        os << rows[k][i] << std::string(width[i] - rows[k][i].size() + (i + 1 < rows[k].size() ? 3 : 0), ' ');
+      for (std::size_t i = 0; i < rows[k].size(); ++i) {
+        os << rows[k][i];
+        if (i + 1 < rows[k].size()) os << std::string(width[i] - rows[k][i].size() + 3, ' ');
+      }
       os << '\n';
       if (k == 0) {
         std::size_t total = 0;
@@ -455,7 +457,7 @@ std::string graph_tree_impl(const H& root, const std::vector<std::pair<std::stri
 /// subgraph used twice is drawn once and marked `(shared: shown above)` after.
 /// `names` gives nodes names to print (parameters, barriers, losses).
 ///
-/// Example, for loss = sum(matmul(x, w)) + sum(stop_gradient(matmul(x, v))):
+/// Example, for kept = sum(matmul(x, w)), then loss = kept + sum(stop_gradient(matmul(x, v))):
 ///   add#5 [] = 6
 ///   ├─ sum#1 [] = 4
 ///   │  └─ matmul#0 [2, 1]
