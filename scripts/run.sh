@@ -4,14 +4,16 @@
 # Build and run tapegrad through its CMake presets.
 #
 #   scripts/run.sh test            configure, build and test presets dev, then asan
-#   scripts/run.sh example [args]  build the release preset and run the main example
+#   scripts/run.sh example [args]  build the release preset and run the main example (transformer)
+#   scripts/run.sh example NAME [args]
+#                                  build and run examples/NAME; an unknown NAME lists the examples
 #   scripts/run.sh bench [args]    build the bench preset and run every benchmark
 #
 # Missing Debian packages are installed first (with sudo when not root).
 set -euo pipefail
 
 usage() {
-  echo "usage: scripts/run.sh example|test|bench [extra args for the example or benchmarks]" >&2
+  echo "usage: scripts/run.sh example [NAME]|test|bench [extra args for the example or benchmarks]" >&2
   exit 2
 }
 
@@ -72,6 +74,19 @@ case "$mode" in
       name=transformer
     else
       name=scalar_mlp
+    fi
+    # A first argument that is not a flag names the example to run.
+    if [[ $# -ge 1 && "$1" != -* ]]; then
+      name=$1
+      shift
+      if [[ ! -f "examples/$name/CMakeLists.txt" ]]; then
+        echo "run.sh: no example named '$name'; the examples are:" >&2
+        for list in examples/*/CMakeLists.txt; do
+          dir=${list%/CMakeLists.txt}
+          echo "  ${dir#examples/}" >&2
+        done
+        exit 2
+      fi
     fi
     if [[ ! -f "examples/$name/CMakeLists.txt" ]]; then
       echo "run.sh: no example to run (examples/transformer or examples/scalar_mlp)" >&2

@@ -7,6 +7,7 @@
 #include "tapegrad/tensor.hpp"
 #include "tapegrad/autodiff/custom_op.hpp"
 #include "tapegrad/autodiff/tensor_graph.hpp"
+#include "tapegrad/autodiff/routing.hpp"
 #include "tapegrad/nn.hpp"
 #include "tapegrad/optim.hpp"
 #include "tapegrad/io.hpp"
