@@ -109,11 +109,11 @@ namespace detail {
 // One interface over both kinds of graph handle, for the walkers below.
 template <class T>
 std::uintptr_t graph_key(const basic_tensor<T>& t) {
-  return reinterpret_cast<std::uintptr_t>(&t.storage());
+  return reinterpret_cast<std::uintptr_t>(&access<basic_tensor<T>>::storage(t));
 }
 template <class T>
 std::uintptr_t graph_key(const basic_value<T>& v) {
-  return v.raw_index();
+  return access<basic_value<T>>::index_of(v);
 }
 template <class T>
 std::optional<basic_tensor<T>> graph_stopped(const basic_tensor<T>& t) {
@@ -123,7 +123,9 @@ std::optional<basic_tensor<T>> graph_stopped(const basic_tensor<T>& t) {
 }
 template <class T>
 std::optional<basic_value<T>> graph_stopped(const basic_value<T>& v) {
-  return v.stopped_input();
+  basic_value<T> s = v.stopped_input();
+  if (!s.defined()) return std::nullopt;
+  return s;
 }
 template <class T>
 bool graph_is_parameter(const basic_tensor<T>& t) {
