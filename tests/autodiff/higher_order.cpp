@@ -241,3 +241,22 @@ TEST_CASE("higher-order drivers name the mismatched sizes") {
   CHECK_THROWS_AS(tapegrad::hvp(f, std::vector{1.0, 2.0}, {1.0}), tapegrad::shape_error);
   CHECK_THROWS_WITH(tapegrad::jvp(f, std::vector{1.0, 2.0}, {1.0, 2.0, 3.0}), "jvp: v has 3 entries, x has 2");
 }
+
+TEST_CASE("hvp: the dual pass records a few times the nodes of f") {
+  // A product of duals records its value and three tangent nodes; a sum, two
+  // nodes; a product with a constant, two. Those dominate f, so the dual pass
+  // records between two and four times f's nodes (docs/higher-order.md).
+  tapegrad::Tape tape;
+  tapegrad::Tape::Scope use(tape);
+  const auto p = random_vector(21, 5), v = random_vector(21, 6);
+  std::vector<Value> leaves(p.begin(), p.end()), tangents(v.begin(), v.end());
+  const Value y = mlp_loss(leaves);
+  const std::size_t plain = tape.size();
+  std::vector<Dual<Value>> xs;
+  for (std::size_t i = 0; i < p.size(); ++i) xs.emplace_back(leaves[i], tangents[i]);
+  const Dual<Value> yd = mlp_loss(xs);
+  const std::size_t dual = tape.size() - plain;
+  MESSAGE("nodes: f " << plain << ", dual pass " << dual);
+  CHECK(dual > 2 * plain);
+  CHECK(dual < 4 * plain);
+}

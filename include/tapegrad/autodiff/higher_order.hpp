@@ -152,7 +152,7 @@ VjpResult<T> vjp(F&& f, const std::vector<T>& x, const std::vector<T>& u) {
 /// (values x, tangents v), which records both f and its directional
 /// derivative g = grad f . v on the tape; a reverse sweep from g gives
 /// grad g = H v, and one from f gives the gradient. The Hessian is never
-/// formed: memory is the tape of one dual pass, about three times f's.
+/// formed: memory is the tape of one dual pass, two to four times f's nodes.
 ///
 /// Example:
 ///   auto r = tapegrad::hvp([](const auto& x) { return x[0] * x[0] * x[1]; }, std::vector{1.0, 2.0}, {1.0, 0.0});
