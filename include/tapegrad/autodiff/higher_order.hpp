@@ -3,6 +3,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -14,8 +15,10 @@
 #include "tapegrad/scalar/value.hpp"
 
 // Beyond one gradient, for functions of many scalars (the vector form of
-// `grad` in autodiff/functional.hpp). Each function runs f on a fresh tape of
-// its own, so nothing lands on the caller's.
+// `grad` in autodiff/functional.hpp). Each function runs f on a tape of its
+// own, so nothing lands on the caller's: a per-thread tape, cleared after the
+// call and kept, so repeated calls reuse its memory (one per nesting depth,
+// for an f that calls a driver itself).
 //
 // f is written once, generically (`[](const auto& x) { ... }`), because each
 // driver calls it with a different scalar:
@@ -84,6 +87,35 @@ inline void check_same_size(const char* op, const char* what, std::size_t got, s
                       std::to_string(want));
 }
 
+/// A per-thread scratch tape for one driver call, cleared when the call ends.
+class driver_tape {
+ public:
+  driver_tape() : pool_(tapes()) {
+    if (pool_.depth == pool_.tapes.size()) pool_.tapes.push_back(std::make_unique<Tape>());
+    tape_ = pool_.tapes[pool_.depth++].get();
+    tape_->clear();
+  }
+  ~driver_tape() {
+    tape_->clear();
+    --pool_.depth;
+  }
+  driver_tape(const driver_tape&) = delete;
+  driver_tape& operator=(const driver_tape&) = delete;
+  Tape& get() noexcept { return *tape_; }
+
+ private:
+  struct pool {
+    std::vector<std::unique_ptr<Tape>> tapes;
+    std::size_t depth = 0;
+  };
+  static pool& tapes() {
+    thread_local pool p;
+    return p;
+  }
+  pool& pool_;
+  Tape* tape_ = nullptr;
+};
+
 template <std::floating_point T, class F>
 auto run_dual(F& f, const std::vector<T>& x, const std::vector<T>& v) {
   std::vector<Dual<T>> xs;
@@ -127,8 +159,8 @@ auto jvp(F&& f, const std::vector<T>& x, const std::vector<T>& v) {
 ///   // r.grad = 1 * (3, 2) + 10 * (1, 0) = (13, 2)
 template <std::floating_point T, class F>
 VjpResult<T> vjp(F&& f, const std::vector<T>& x, const std::vector<T>& u) {
-  Tape tape;
-  Tape::Scope use(tape);
+  detail::driver_tape tape;
+  Tape::Scope use(tape.get());
   std::vector<basic_value<T>> leaves;
   leaves.reserve(x.size());
   for (T xi : x) leaves.emplace_back(xi);
@@ -160,8 +192,8 @@ VjpResult<T> vjp(F&& f, const std::vector<T>& x, const std::vector<T>& u) {
 template <std::floating_point T, class F>
 HvpResult<T> hvp(F&& f, const std::vector<T>& x, const std::vector<T>& v) {
   detail::check_same_size("hvp", "v", v.size(), x.size());
-  Tape tape;
-  Tape::Scope use(tape);
+  detail::driver_tape tape;
+  Tape::Scope use(tape.get());
   std::vector<basic_value<T>> leaves;
   std::vector<Dual<basic_value<T>>> xs;
   leaves.reserve(x.size());
@@ -228,8 +260,8 @@ DerivativeMatrix<T> jacobian(F&& f, const std::vector<T>& x, JacobianMode mode =
     }
   }
   if (mode == JacobianMode::reverse) {
-    Tape tape;
-    Tape::Scope use(tape);
+    detail::driver_tape tape;
+    Tape::Scope use(tape.get());
     std::vector<basic_value<T>> leaves;
     leaves.reserve(n);
     for (T xi : x) leaves.emplace_back(xi);
