@@ -57,6 +57,7 @@ struct Flags {
   std::string save;
   std::string load;
   std::string predict;
+  bool checkpoint = false;
 };
 
 std::unique_ptr<optim::basic_optimizer<float>> make_optimizer(const Flags& f, std::vector<Tensor> params) {
@@ -111,6 +112,7 @@ int main(int argc, char** argv) {
   app.add_option("--save", f.save, "checkpoint path (default: <out>/model.ckpt)");
   app.add_option("--load", f.load, "start from this checkpoint (with --predict: no training)");
   app.add_option("--predict", f.predict, "an expression to answer, e.g. \"Max(1,6,2)\"");
+  app.add_flag("--checkpoint", f.checkpoint, "recompute each block in the backward pass: less memory, more time");
   CLI11_PARSE(app, argc, argv);
   if (f.accumulate > f.batch) {
     std::cerr << "error: --accumulate " << f.accumulate << " exceeds --batch " << f.batch << "\n";
@@ -137,7 +139,7 @@ int main(int argc, char** argv) {
   const tx::Split split = tx::split_dataset(f.split_seed);
   std::cout << "data: " << split.train.size() << " training, " << split.validation.size() << " validation, "
             << split.held_out.size() << " held-out inputs (split seed " << f.split_seed << ")\n";
-  tx::OperationTransformer model({.seed = f.seed});
+  tx::OperationTransformer model({.seed = f.seed, .checkpoint = f.checkpoint});
   auto opt = make_optimizer(f, model.parameters());
   const bool train = f.epochs > 0 && (f.load.empty() || !query);
   if (train)
@@ -218,6 +220,10 @@ int main(int argc, char** argv) {
               << std::setprecision(1) << progress.steps_per_second() << " steps/s, " << std::setprecision(2)
               << 1000.0 * progress.elapsed() / std::max<std::size_t>(1, step) << " ms per step; CPU time "
               << ex::format_duration(cpu) << ")\n\n";
+    std::cout << "tape memory at its peak: "
+              << (tapegrad::Tape::active().arena().reserved_bytes() + tapegrad::checkpoint_reserved_bytes<float>()) /
+                     1024
+              << " KiB\n";
     std::cout << log.gradient_table() << "\n";
     log.write_curves();
     tapegrad::io::save_checkpoint(ckpt, model, *opt);

@@ -32,6 +32,8 @@ struct ModelOptions {
   index_t blocks = 2;      ///< transformer blocks
   index_t d_ff = 256;      ///< feed-forward width
   std::uint64_t seed = 1;  ///< seed of the initial values
+  /// Recompute each block's activations in the backward pass: less memory, more time.
+  bool checkpoint = false;
 };
 
 /// Embedding -> positional encoding -> blocks -> mean over positions -> logits.
@@ -64,7 +66,7 @@ class OperationTransformer : public tapegrad::nn::Module {
   Tensor forward(std::span<const index_t> ids, index_t batch) {
     Tensor x = embed_->forward(ids, {batch, seq_len});  // [B, 8, d]
     x = position_->forward(x);                          // + PE[pos], a constant
-    for (auto& block : *blocks_) x = block->forward(x);
+    for (auto& block : *blocks_) x = options_.checkpoint ? tapegrad::nn::checkpointed(*block, x) : block->forward(x);
     final_repr_ = tapegrad::mean(x, 1);  // [B, d]: final_repr
     return out_->forward(final_repr_);   // [B, 20]
   }

@@ -5,7 +5,10 @@
 
 #include "tapegrad/scalar.hpp"
 #include "tapegrad/tensor.hpp"
+#include "tapegrad/autodiff/checkpoint.hpp"
 #include "tapegrad/autodiff/custom_op.hpp"
+#include "tapegrad/autodiff/higher_order.hpp"
+#include "tapegrad/autodiff/per_sample.hpp"
 #include "tapegrad/autodiff/tensor_graph.hpp"
 #include "tapegrad/autodiff/routing.hpp"
 #include "tapegrad/nn.hpp"

@@ -142,6 +142,9 @@ class basic_dropout : public basic_module<T> {
   /// The drop probability.
   double p() const noexcept { return p_; }
 
+  /// The generator the masks are drawn from (`checkpoint` saves and restores it).
+  Generator& generator() noexcept { return gen_; }
+
  private:
   double p_;
   Generator gen_;
