@@ -22,7 +22,7 @@
 #
 # Statements and declarations see the names of namespace tapegrad (as after
 # `using namespace tapegrad;`) and the standard headers that SUPPORT/snippets.hpp
-# includes. The statements and declarations of one page share one translation
+# includes; their #include lines move to the top of the translation unit. The statements and declarations of one page share one translation
 # unit (Eigen makes each one expensive); each program is its own. Errors point
 # at the page: the generated files carry #line directives.
 #
@@ -56,6 +56,7 @@ function(tapegrad_doc_snippets)
     set(number 0)
     set(inside OFF)
     set(unit "")          # the page's translation unit of statements and declarations
+    set(includes "")      # the #include lines of its statements and declarations
     set(entries "")       # its table of snippets
     set(contexts "")
     foreach(line IN LISTS lines)
@@ -66,7 +67,9 @@ function(tapegrad_doc_snippets)
           set(start ${number})
           string(STRIP "${CMAKE_MATCH_1}" words)
           string(REPLACE " " ";" words "${words}")
-          set(body "")
+          set(text "")        # the block as written
+          set(body "")        # the block without its #include lines
+          set(hoisted "")     # its #include lines, each with its line number
         endif()
         continue()
       endif()
@@ -75,7 +78,14 @@ function(tapegrad_doc_snippets)
         string(REPLACE "${lbracket}" "[" line "${line}")
         string(REPLACE "${rbracket}" "]" line "${line}")
         string(REPLACE "${backslash}" "\\" line "${line}")
-        string(APPEND body "${line}\n")
+        string(APPEND text "${line}\n")
+        if(line MATCHES "^[ ]*#[ ]*include")
+          math(EXPR next "${number} + 1")
+          string(APPEND hoisted "#line ${number} \"${page}\"\n${line}\n")
+          string(APPEND body "#line ${next} \"${page}\"\n")
+        else()
+          string(APPEND body "${line}\n")
+        endif()
         continue()
       endif()
 
@@ -104,7 +114,7 @@ function(tapegrad_doc_snippets)
             "(known: namespace, run, with=NAME)")
         endif()
       endforeach()
-      if(kind STREQUAL "statements" AND context STREQUAL "" AND body MATCHES "int[ ]+main[ ]*\\(")
+      if(kind STREQUAL "statements" AND context STREQUAL "" AND text MATCHES "int[ ]+main[ ]*\\(")
         set(kind program)
       endif()
 
@@ -112,12 +122,13 @@ function(tapegrad_doc_snippets)
       if(kind STREQUAL "program")
         # Exactly as written, alone: a missing #include is an error here.
         set(source "${gen_dir}/${id}.cpp")
-        tapegrad_doc_snippets_write("${source}" "${line_directive}${body}")
+        tapegrad_doc_snippets_write("${source}" "${line_directive}${text}")
         set(target "docs_${id}")
         add_executable(${target} "${source}")
         tapegrad_doc_snippets_target(${target})
         add_test(NAME "${name}" COMMAND ${target} WORKING_DIRECTORY "${run_dir}")
       else()
+        string(APPEND includes "${hoisted}")
         set(base "tapegrad_docs::no_context")
         if(context)
           set(base "tapegrad_docs::${context}")
@@ -147,7 +158,7 @@ function(tapegrad_doc_snippets)
 
     if(NOT unit STREQUAL "")
       set(head "// Generated from ${rel} by tapegradDocSnippets.cmake; edit the page, not this file.\n")
-      string(APPEND head "#include \"snippets.hpp\"\n")
+      string(APPEND head "#include \"snippets.hpp\"\n${includes}")
       list(REMOVE_DUPLICATES contexts)
       foreach(context IN LISTS contexts)
         string(APPEND head "#include \"contexts/${context}.hpp\"\n")
