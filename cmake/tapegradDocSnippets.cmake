@@ -47,6 +47,7 @@ function(tapegrad_doc_snippets)
     string(MAKE_C_IDENTIFIER "${rel}" page_id)
 
     file(READ "${page}" text)
+    string(REPLACE "\r" "" text "${text}")  # CRLF pages
     string(REPLACE "\\" "${backslash}" text "${text}")
     string(REPLACE ";" "${semi}" text "${text}")
     string(REPLACE "[" "${lbracket}" text "${text}")
