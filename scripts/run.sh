@@ -3,7 +3,8 @@
 #
 # Build and run tapegrad through its CMake presets.
 #
-#   scripts/run.sh test            configure, build and test presets dev, then asan
+#   scripts/run.sh test            configure, build and test presets dev, then asan;
+#                                  then check the compile-time budget
 #   scripts/run.sh example [args]  build the release preset and run the main example (transformer)
 #   scripts/run.sh example NAME [args]
 #                                  build and run examples/NAME; an unknown NAME lists the examples
@@ -66,6 +67,8 @@ case "$mode" in
       phase "test ($preset)"
       ctest --preset "$preset" --output-on-failure -j 2
     done
+    phase "compile time (budget: 1.5x benchmarks/compile_time.txt)"
+    scripts/compile_time.sh
     ;;
 
   example)

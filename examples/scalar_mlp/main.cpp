@@ -23,6 +23,7 @@
 
 #include <tapegrad/scalar.hpp>
 
+#include "../common/cli.hpp"
 #include "../common/csv.hpp"
 #include "../common/progress.hpp"
 #include "../common/svg.hpp"
@@ -146,24 +147,24 @@ std::string one_neuron_graph(const Neuron& n, const Point& p) {
   return tapegrad::to_dot(h);
 }
 
-int main(int argc, char** argv) {
+/// The program; main() turns its exceptions into one line on stderr.
+int run(int argc, char** argv) {
   int steps = 100, points = 100;
   unsigned seed = 1;
   double lr = 1.0;
   std::string out = "scalar_mlp-out";
   CLI::App app{"Train a scalar-Value MLP on two half-moons (every weight is a node on the tape)"};
-  app.add_option("--steps", steps, "gradient-descent steps (full batch)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps, "gradient-descent steps (full batch)")->capture_default_str();
   app.add_option("--seed", seed, "seed for the data and the initial weights")->capture_default_str();
-  app.add_option("--points", points, "training points (held-out set: half as many)")
-      ->capture_default_str()
-      ->check(CLI::Range(4, 100000));
-  app.add_option("--lr", lr, "initial learning rate, decayed linearly to a tenth")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--points", points, "training points, 4 to 100,000 (held-out set: half as many)")
+      ->capture_default_str();
+  app.add_option("--lr", lr, "initial learning rate, decayed linearly to a tenth")->capture_default_str();
   app.add_option("--out", out, "folder for graph.dot and loss.svg")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = ex::parse_flags(app, argc, argv)) return *status;
+  ex::require_at_least("--steps", steps, 1);
+  ex::require_at_least("--points", points, 4);
+  ex::require_at_most("--points", points, 100000);
+  ex::require_positive("--lr", lr);
 
   std::mt19937 gen(seed);
   const std::vector<Point> train = two_moons(points, 0.1, gen);
@@ -241,4 +242,8 @@ int main(int argc, char** argv) {
             << "held-out accuracy: " << 100.0 * held_correct / held_out.size() << "% (" << held_correct << " of "
             << held_out.size() << ")\n";
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return ex::guarded_main([&] { return run(argc, argv); });
 }

@@ -25,6 +25,7 @@
 #include <tapegrad/optim.hpp>
 #include <tapegrad/tensor.hpp>
 
+#include "../common/cli.hpp"
 #include "../common/progress.hpp"
 #include "../common/svg.hpp"
 
@@ -83,17 +84,21 @@ std::string token_table(const std::string& title, const std::vector<index_t>& in
   return os.str();
 }
 
-int main(int argc, char** argv) {
+/// The program; main() turns its exceptions into one line on stderr.
+int run(int argc, char** argv) {
   int steps = 60;
   double lr = 0.01;
   std::uint64_t seed = 0;
   std::string out = "tiny_lm-out";
   CLI::App app{"A tiny causal language model learns \"<BOS> I like transformers <EOS>\""};
-  app.add_option("--steps", steps, "Adam steps on the one sentence")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--lr", lr, "Adam's learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps, "Adam steps on the one sentence")->capture_default_str();
+  app.add_option("--lr", lr, "Adam's learning rate")->capture_default_str();
   app.add_option("--seed", seed, "seed of the initial weights")->capture_default_str();
   app.add_option("--out", out, "folder for loss.svg and attention.svg")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = ex::parse_flags(app, argc, argv)) return *status;
+  ex::require_at_least("--steps", steps, 1);
+  ex::require_positive("--lr", lr);
+  ex::make_output_dir(out);  // before training: an unwritable --out fails at once
 
   const std::vector<index_t> sentence = {1, 3, 4, 5, 2};                     // <BOS> I like transformers <EOS>
   const std::vector<index_t> inputs(sentence.begin(), sentence.end() - 1);   // what the model reads
@@ -157,7 +162,6 @@ int main(int argc, char** argv) {
     text.push_back(next);
   }
 
-  ex::make_output_dir(out);
   ex::LineChart chart{
       .title = "tiny language model", .x_label = "Adam step", .y_label = "cross-entropy per position", .log_y = true};
   chart.series = {curve};
@@ -180,4 +184,8 @@ int main(int argc, char** argv) {
   for (index_t t : text) std::cout << " " << vocab[static_cast<std::size_t>(t)];
   std::cout << "\n";
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return ex::guarded_main([&] { return run(argc, argv); });
 }

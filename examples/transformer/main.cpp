@@ -8,7 +8,10 @@
 //   transformer [--epochs N] [--lr X] [--optimizer adam] [--schedule warmup-cosine]
 //               [--out transformer-out] [--predict "Max(1,6,2)"] ...
 //
-// The last line printed is `held-out accuracy: XX.XX% (N of M)`.
+// The last line printed is `held-out accuracy: XX.XX% (N of M)`. A bad flag
+// or a failure (a checkpoint that does not fit, a folder it cannot write)
+// prints one line "error: ..." on stderr and exits with status 2 (the command
+// line) or 1 (anything else).
 
 #include <CLI/CLI.hpp>
 
@@ -29,6 +32,7 @@
 #include <tapegrad/io.hpp>
 #include <tapegrad/optim.hpp>
 
+#include "../common/cli.hpp"
 #include "../common/csv.hpp"
 #include "../common/progress.hpp"
 #include "../common/svg.hpp"
@@ -45,7 +49,7 @@ using tapegrad::Tensor;
 struct Flags {
   int epochs = 6;
   int batch = 32;
-  double lr = 2e-3;
+  double lr = 0;  // default_lr(optimizer) unless --lr is given
   std::string optimizer = "adam";
   std::string schedule = "warmup-cosine";
   double clip = 1.0;
@@ -59,6 +63,12 @@ struct Flags {
   std::string predict;
   bool checkpoint = false;
 };
+
+/// The peak learning rate when --lr is not given. Adam and AdamW scale each
+/// step by the gradient's running RMS, so their step is about lr whatever the
+/// gradient's size; SGD's step is lr times the gradient (here norms of about
+/// 0.1 to 1 after clipping) and needs a rate about 25 times larger.
+double default_lr(const std::string& optimizer) { return optimizer == "sgd" ? 0.05 : 2e-3; }
 
 std::unique_ptr<optim::basic_optimizer<float>> make_optimizer(const Flags& f, std::vector<Tensor> params) {
   if (f.optimizer == "sgd")
@@ -83,65 +93,91 @@ optim::Schedule make_schedule(const Flags& f, std::size_t total) {
 /// the run would take on an idle one.
 double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
-int main(int argc, char** argv) {
+/// The program; main() turns its exceptions into one line on stderr.
+int run(int argc, char** argv) {
   Flags f;
   CLI::App app{"Train the operation transformer on Max/Min/First/Last/Median of three digits"};
-  app.add_option("--epochs", f.epochs, "passes over the 4,000 training inputs (0: no training)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--batch", f.batch, "examples per optimizer step")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--lr", f.lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--epochs", f.epochs,
+                 "length of the run in passes over the 4,000 training inputs, counted from "
+                 "step 0 also when resuming (0: no training)")
+      ->capture_default_str();
+  app.add_option("--batch", f.batch, "examples per optimizer step (1 to 4,000)")->capture_default_str();
+  auto* lr_flag = app.add_option("--lr", f.lr, "peak learning rate (default: 0.002 for adam and adamw, 0.05 for sgd)");
   app.add_option("--optimizer", f.optimizer, "sgd (momentum 0.9), adam or adamw (weight decay 0.01)")
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   app.add_option("--schedule", f.schedule, "learning-rate schedule over the run")
       ->capture_default_str()
       ->check(CLI::IsMember({"constant", "step", "exp", "cosine", "warmup-cosine"}));
-  app.add_option("--clip", f.clip, "clip the gradient norm to this (0: no clipping)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--clip", f.clip, "clip the gradient norm to this (0: no clipping)")->capture_default_str();
   app.add_option("--accumulate", f.accumulate, "split each batch into this many micro-batches, one backward each")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->capture_default_str();
   app.add_option("--seed", f.seed, "seed of the initial weights and the batch order")->capture_default_str();
   app.add_option("--split-seed", f.split_seed, "seed of the training/validation/held-out split")->capture_default_str();
-  app.add_option("--threads", f.threads, "threads for Eigen's matrix products (needs OpenMP)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", f.threads,
+                 "threads for Eigen's matrix products (takes effect only in a build with "
+                 "OpenMP; the program says so otherwise)")
+      ->capture_default_str();
   app.add_option("--out", f.out, "folder for metrics, pictures and the checkpoint")->capture_default_str();
-  app.add_option("--save", f.save, "checkpoint path (default: <out>/model.ckpt)");
-  app.add_option("--load", f.load, "start from this checkpoint (with --predict: no training)");
-  app.add_option("--predict", f.predict, "an expression to answer, e.g. \"Max(1,6,2)\"");
+  app.add_option("--save", f.save,
+                 "checkpoint path (default: <out>/model.ckpt, unless that is the --load file: a run never "
+                 "overwrites the checkpoint it loaded unless --save names it)");
+  app.add_option("--load", f.load,
+                 "start from this checkpoint: resume training where it stopped (same --optimizer), or, "
+                 "with --predict, answer without training");
+  auto* predict_flag = app.add_option("--predict", f.predict, "an expression to answer, e.g. \"Max(1,6,2)\"");
   app.add_flag("--checkpoint", f.checkpoint, "recompute each block in the backward pass: less memory, more time");
-  CLI11_PARSE(app, argc, argv);
-  if (f.accumulate > f.batch) {
-    std::cerr << "error: --accumulate " << f.accumulate << " exceeds --batch " << f.batch << "\n";
-    return 2;
-  }
+  if (auto status = ex::parse_flags(app, argc, argv)) return *status;
 
-  const auto start = std::chrono::steady_clock::now();
-  // A malformed --predict fails before any work is done.
+  // Every flag is checked before any work is done.
+  if (lr_flag->count() == 0) f.lr = default_lr(f.optimizer);
+  ex::require_at_least("--epochs", f.epochs, 0);
+  ex::require_at_least("--batch", f.batch, 1);
+  ex::require_positive("--lr", f.lr);
+  ex::require_at_least("--clip", f.clip, 0.0);
+  ex::require_at_least("--accumulate", f.accumulate, 1);
+  ex::require_at_least("--threads", f.threads, 1);
+  if (f.accumulate > f.batch)
+    throw ex::usage_error("--accumulate " + std::to_string(f.accumulate) + " exceeds --batch " +
+                          std::to_string(f.batch) + " (a micro-batch needs at least one example)");
+  const tx::Split split = tx::split_dataset(f.split_seed);
+  if (static_cast<std::size_t>(f.batch) > split.train.size())
+    throw ex::usage_error("--batch " + std::to_string(f.batch) + " is larger than the training data (" +
+                          std::to_string(split.train.size()) + " examples)");
   std::optional<tx::Example> query;
-  if (!f.predict.empty()) {
+  if (predict_flag->count() > 0) {
+    if (f.predict.find_first_not_of(" \t") == std::string::npos)
+      throw ex::usage_error("--predict needs an expression, e.g. --predict \"Max(1,6,2)\"");
     try {
       query = tx::parse(f.predict);
     } catch (const tx::parse_error& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      return 2;
+      throw ex::usage_error(std::string("--predict: ") + e.what());
     }
   }
+
+  const auto start = std::chrono::steady_clock::now();
   Eigen::setNbThreads(f.threads);
+  if (Eigen::nbThreads() != f.threads)
+    std::cerr << "note: --threads " << f.threads << ": Eigen runs " << Eigen::nbThreads()
+              << " thread(s); its products use more only in a build with OpenMP (-fopenmp), which this one "
+#ifdef _OPENMP
+              << "is, but OpenMP gave fewer threads\n";
+#else
+              << "is not\n";
+#endif
   const std::filesystem::path out(f.out);
   ex::make_output_dir(out);
-  const std::string ckpt = f.save.empty() ? (out / "model.ckpt").string() : f.save;
+  // A run that loaded a checkpoint never overwrites it unless --save names it.
+  std::string ckpt = f.save.empty() ? (out / "model.ckpt").string() : f.save;
+  if (f.save.empty() && !f.load.empty() && ex::same_file(f.load, ckpt)) ckpt.clear();
+  if (!ckpt.empty()) ex::prepare_parent_dir("--save", ckpt);
 
   // ---- data and model --------------------------------------------------
-  const tx::Split split = tx::split_dataset(f.split_seed);
   std::cout << "data: " << split.train.size() << " training, " << split.validation.size() << " validation, "
             << split.held_out.size() << " held-out inputs (split seed " << f.split_seed << ")\n";
   tx::OperationTransformer model({.seed = f.seed, .checkpoint = f.checkpoint});
   auto opt = make_optimizer(f, model.parameters());
-  const bool train = f.epochs > 0 && (f.load.empty() || !query);
+  bool train = f.epochs > 0 && (f.load.empty() || !query);
   if (train)
     std::cout << model.summary() << tx::parameter_note(model) << "\n";
   else
@@ -151,21 +187,33 @@ int main(int argc, char** argv) {
       tapegrad::io::load_checkpoint(f.load, model, *opt);  // resume: moments and step count too
     else
       tapegrad::io::load_checkpoint(f.load, model);
-    std::cout << "loaded " << f.load << "\n";
+    std::cout << "loaded " << f.load << (train ? " (at optimizer step " + std::to_string(opt->step_count()) + ")" : "")
+              << "\n";
   }
 
   // ---- training ----------------------------------------------------------
+  // The schedule spans the whole run, --epochs from step 0; a resumed run
+  // picks it up at the checkpoint's step instead of warming up again.
+  const int steps_per_epoch = static_cast<int>((split.train.size() + f.batch - 1) / f.batch);
+  const std::size_t total = static_cast<std::size_t>(f.epochs) * steps_per_epoch;
+  const std::size_t first_step = train ? static_cast<std::size_t>(opt->step_count()) : 0;
+  if (train && first_step >= total) {
+    std::cout << "nothing to train: the checkpoint has taken " << first_step << " steps, a run of " << f.epochs
+              << " epoch(s) has " << total << " (raise --epochs to train on)\n";
+    train = false;
+  }
   if (train) {
-    const int steps_per_epoch = static_cast<int>((split.train.size() + f.batch - 1) / f.batch);
-    const std::size_t total = static_cast<std::size_t>(f.epochs) * steps_per_epoch;
     const optim::Schedule schedule = make_schedule(f, total);
+    if (first_step > 0)
+      std::cout << "resuming at step " << first_step << " of " << total << ", learning rate " << schedule(first_step)
+                << "\n";
     std::cout << "training: " << f.epochs << (f.epochs == 1 ? " epoch x " : " epochs x ") << steps_per_epoch
               << " steps of " << f.batch << " examples, " << opt->name() << ", " << f.schedule
               << " schedule peaking at " << f.lr << ", clip " << f.clip << ", " << Eigen::nbThreads() << " thread(s)\n";
 
     tx::TrainingLog log(out, model, split, steps_per_epoch, total);
     const double cpu_start = cpu_seconds();
-    ex::Progress progress(static_cast<std::int64_t>(total));
+    ex::Progress progress(static_cast<std::int64_t>(total - first_step));
     std::mt19937 shuffle(f.seed);
     std::vector<std::size_t> order(split.train.size());
     std::size_t step = 0;
@@ -174,8 +222,19 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
       for (std::size_t i = order.size() - 1; i > 0; --i)
         std::swap(order[i], order[tx::uniform_below(shuffle, static_cast<std::uint32_t>(i + 1))]);
+      // Resuming: the epochs and batches before the checkpoint's step are
+      // skipped, their shuffles drawn all the same, so the batch order is the
+      // one an uninterrupted run would see.
+      if (step + static_cast<std::size_t>(steps_per_epoch) <= first_step) {
+        step += static_cast<std::size_t>(steps_per_epoch);
+        continue;
+      }
       tx::Score running;
       for (std::size_t begin = 0; begin < order.size(); begin += f.batch) {
+        if (step < first_step) {
+          ++step;
+          continue;
+        }
         const std::size_t end = std::min(order.size(), begin + static_cast<std::size_t>(f.batch));
         const double batch_size = static_cast<double>(end - begin);
         opt->zero_grad();
@@ -208,7 +267,7 @@ int main(int argc, char** argv) {
         running.correct += batch.correct;
         running.total += batch.total;
         progress.update(
-            static_cast<std::int64_t>(step),
+            static_cast<std::int64_t>(step - first_step),
             {.epoch = epoch, .epochs = f.epochs, .loss = log.smoothed_loss(), .accuracy = running.accuracy()});
       }
       running.loss /= std::max(1, running.total);
@@ -216,19 +275,23 @@ int main(int argc, char** argv) {
     }
     progress.finish();
     const double cpu = cpu_seconds() - cpu_start;
-    std::cout << "trained " << step << " steps in " << ex::format_duration(progress.elapsed()) << " (" << std::fixed
-              << std::setprecision(1) << progress.steps_per_second() << " steps/s, " << std::setprecision(2)
-              << 1000.0 * progress.elapsed() / std::max<std::size_t>(1, step) << " ms per step; CPU time "
-              << ex::format_duration(cpu) << ")\n\n";
+    std::cout << "trained " << step - first_step << " steps in " << ex::format_duration(progress.elapsed()) << " ("
+              << std::fixed << std::setprecision(1) << progress.steps_per_second() << " steps/s, "
+              << std::setprecision(2) << 1000.0 * progress.elapsed() / std::max<std::size_t>(1, step - first_step)
+              << " ms per step; CPU time " << ex::format_duration(cpu) << ")\n\n";
     std::cout << "tape memory at its peak: "
               << (tapegrad::Tape::active().arena().reserved_bytes() + tapegrad::checkpoint_reserved_bytes<float>()) /
                      1024
               << " KiB\n";
     std::cout << log.gradient_table() << "\n";
     log.write_curves();
-    tapegrad::io::save_checkpoint(ckpt, model, *opt);
+    if (!ckpt.empty()) tapegrad::io::save_checkpoint(ckpt, model, *opt);
     std::cout << "wrote " << (out / "metrics.csv").string() << ", " << (out / "gradients.csv").string() << ", "
-              << (out / "loss.svg").string() << ", " << ckpt << "\n";
+              << (out / "loss.svg").string() << (ckpt.empty() ? "" : ", " + ckpt) << "\n";
+    if (ckpt.empty())
+      std::cout << "not saved: the checkpoint would replace " << f.load
+                << ", which this run loaded; name it with --save "
+                << "to replace it, or another path\n";
   }
 
   // ---- pictures of one input, the prediction ---------------------------
@@ -246,4 +309,8 @@ int main(int argc, char** argv) {
   std::cout << "held-out accuracy: " << std::fixed << std::setprecision(2) << 100.0 * held.accuracy() << "% ("
             << held.correct << " of " << held.total << ")\n";
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return ex::guarded_main([&] { return run(argc, argv); });
 }

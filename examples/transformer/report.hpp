@@ -118,7 +118,7 @@ class TrainingLog {
   /// Records optimizer step `step` (1-based) of `epoch`.
   void step(std::size_t step, int epoch, const Score& batch, double lr, double grad_norm) {
     const double loss = batch.loss, nan = std::numeric_limits<double>::quiet_NaN();
-    smoothed_ = step == 1 ? loss : 0.95 * smoothed_ + 0.05 * loss;
+    smoothed_ = train_curve_.x.empty() ? loss : 0.95 * smoothed_ + 0.05 * loss;  // a resumed run starts past step 1
     metrics_.row(step, epoch, loss, batch.accuracy(), lr, grad_norm, nan, nan);
     train_curve_.x.push_back(static_cast<double>(step));
     train_curve_.y.push_back(smoothed_);

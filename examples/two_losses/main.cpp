@@ -15,7 +15,6 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <string>
@@ -23,6 +22,10 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "../common/cli.hpp"
+#include "../common/csv.hpp"
+
+namespace ex = tapegrad_examples;
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
 using tg::Tensor;
@@ -43,8 +46,7 @@ struct Losses {
 };
 
 // The forward pass: both losses from one recording of the encoder.
-Losses forward(Model& m, const Tensor& x, const std::vector<tg::index_t>& labels, const Tensor& targets,
-               bool barrier) {
+Losses forward(Model& m, const Tensor& x, const std::vector<tg::index_t>& labels, const Tensor& targets, bool barrier) {
   const Tensor features = tanh(m.encoder->forward(x));
   const Tensor seen = barrier ? tg::stop_gradient(features) : features;  // the barrier
   Losses l;
@@ -63,17 +65,20 @@ std::vector<double> grad_norms(Model& m) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+/// The program; main() turns its exceptions into one line on stderr.
+int run(int argc, char** argv) {
   int steps = 200;
   std::uint64_t seed = 7;
   bool no_barrier = false;
   std::string out = "two_losses-out";
   CLI::App app{"Two losses added into one: which parameter hears which loss (stop_gradient routing)"};
-  app.add_option("--steps", steps, "Adam steps on the total loss")->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--steps", steps, "Adam steps on the total loss")->capture_default_str();
   app.add_option("--seed", seed, "seed for the data and the initial weights")->capture_default_str();
   app.add_flag("--no-barrier", no_barrier, "let the action loss reach the encoder too");
   app.add_option("--out", out, "folder for graph.dot")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = ex::parse_flags(app, argc, argv)) return *status;
+  ex::require_at_least("--steps", steps, 0);
+  ex::make_output_dir(out);  // before any work: an unwritable --out fails at once
   const bool barrier = !no_barrier;
 
   // Data the program makes itself: 64 points in 4-D, a class from the sign
@@ -121,8 +126,7 @@ int main(int argc, char** argv) {
   std::cout << (barrier ? "\nthe encoder hears the classification loss only: its action column is zero\n"
                         : "\nwithout the barrier the encoder hears both losses\n");
 
-  std::filesystem::create_directories(out);
-  std::ofstream(std::filesystem::path(out) / "graph.dot") << tg::to_dot(l.total);
+  ex::write_text_file(std::filesystem::path(out) / "graph.dot", tg::to_dot(l.total));
   tg::Tape::active().clear();
 
   // Training on the total loss: each head still learns from its own loss.
@@ -140,4 +144,8 @@ int main(int argc, char** argv) {
   std::cout << "wrote " << (std::filesystem::path(out) / "graph.dot").string()
             << " (render: dot -Tsvg graph.dot -o graph.svg)\n";
   return 0;
+}
+
+int main(int argc, char** argv) {
+  return ex::guarded_main([&] { return run(argc, argv); });
 }

@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+// tapegrad uses concepts, std::span and designated initializers. Below C++20
+// the compiler would report thousands of errors; stop at the first line with
+// one clear message instead. GCC and Clang go on after #error, but not after a
+// missing header, so the include below ends the compilation there.
+#if !defined(__cplusplus) || (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 202002L
+#error tapegrad needs C++20: compile with -std=c++20 or later
+#include <tapegrad-needs-c++20>
+#endif
+
 /// Forces inlining of the small functions on the scalar recording path, where
 /// a call per operation would cost more than the operation.
 #if defined(__GNUC__) || defined(__clang__)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include "tapegrad/core/config.hpp"
+
 #include <stdexcept>
 #include <string>
 
