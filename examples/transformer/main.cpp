@@ -33,6 +33,7 @@
 #include "../common/progress.hpp"
 #include "../common/svg.hpp"
 #include "data.hpp"
+#include "distributed.hpp"
 #include "model.hpp"
 #include "report.hpp"
 
@@ -83,6 +84,8 @@ optim::Schedule make_schedule(const Flags& f, std::size_t total) {
 double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
 int main(int argc, char** argv) {
+  // Under mpirun, or with --distributed: data-parallel training (distributed.hpp).
+  if (tx::wants_distributed(argc, argv)) return tx::run_distributed(argc, argv);
   Flags f;
   CLI::App app{"Train the operation transformer on Max/Min/First/Last/Median of three digits"};
   app.add_option("--epochs", f.epochs, "passes over the 4,000 training inputs (0: no training)")
