@@ -240,13 +240,15 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
       << group_thousands(model.parameter_count()) << " parameters, " << group_thousands(dp.gradient_bytes())
       << " gradient bytes in " << dp.bucket_count() << " all-reduce call(s) per step\n";
 
-  std::vector<double> step_times, reduce_times;
+  std::vector<double> step_times, reduce_times, compute_times;
   double running = 0;
   for (std::size_t s = 0; s < total; ++s) {
     const auto start = std::chrono::steady_clock::now();
     const Part part = batches.part(s, rank, ranks);
     dp.zero_grad();
+    const auto compute_start = std::chrono::steady_clock::now();
     double loss = forward_backward(model, part);
+    const double compute = seconds_since(compute_start);
     dp.all_reduce_gradients();
     tapegrad::optim::clip_grad_norm(opt.parameters(), 1.0);  // on the averaged gradients: the same on every rank
     opt.step();
@@ -257,6 +259,7 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
     if (s > 0) {  // the first step warms the caches up
       step_times.push_back(seconds_since(start));
       reduce_times.push_back(dp.last_reduce_seconds());
+      compute_times.push_back(compute);
     }
     if ((s + 1) % 25 == 0 || s + 1 == total)
       out << "step " << s + 1 << "/" << total << "  loss " << std::fixed << std::setprecision(4) << running
@@ -268,6 +271,29 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
       << " ms) on " << ranks << (ranks == 1 ? " rank" : " ranks") << "; one process on the whole batch " << 1000 * one
       << " ms; speed-up " << (step > 0 ? one / step : 0.0) << "x (medians of " << step_times.size() << " and "
       << single.size() << " steps)\n"
+      << std::defaultfloat;
+
+  // Each rank's own forward and backward: the all-reduce waits for the slowest.
+  std::vector<double> computes(static_cast<std::size_t>(ranks));
+  double mine = detail::median(compute_times);
+  dist::check_mpi(MPI_Gather(&mine, 1, MPI_DOUBLE, computes.data(), 1, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Gather");
+  out << "forward and backward, median per rank:";
+  for (double c : computes) out << " " << std::fixed << std::setprecision(2) << 1000 * c << " ms";
+  out << std::defaultfloat << "\n";
+  // The all-reduce inside a step also waits for the slowest rank. Alone,
+  // after a barrier, it measures the communication itself.
+  std::vector<float> buffer(dp.gradient_bytes() / sizeof(float), 1.0f);
+  std::vector<double> alone;
+  for (int r = 0; r < 20; ++r) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const auto start = std::chrono::steady_clock::now();
+    dist::check_mpi(
+        MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+        "MPI_Allreduce");
+    alone.push_back(seconds_since(start));
+  }
+  out << std::fixed << std::setprecision(3) << "all-reduce of " << group_thousands(dp.gradient_bytes())
+      << " bytes after a barrier: " << 1000 * detail::median(alone) << " ms (median of 20)\n"
       << std::defaultfloat;
 
   if (!dp.parameters_identical()) throw dist::distributed_error("the ranks' parameters differ after training");
