@@ -57,6 +57,7 @@ inline int run_distributed(int, char**) {
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <memory>
@@ -122,6 +123,9 @@ struct DistributedFlags {
 };
 
 namespace detail {
+
+// Processor time of this process: what a step would take on an idle core.
+inline double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
 inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -240,15 +244,16 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
       << group_thousands(model.parameter_count()) << " parameters, " << group_thousands(dp.gradient_bytes())
       << " gradient bytes in " << dp.bucket_count() << " all-reduce call(s) per step\n";
 
-  std::vector<double> step_times, reduce_times, compute_times;
+  std::vector<double> step_times, reduce_times, compute_times, cpu_times;
   double running = 0;
   for (std::size_t s = 0; s < total; ++s) {
     const auto start = std::chrono::steady_clock::now();
     const Part part = batches.part(s, rank, ranks);
     dp.zero_grad();
     const auto compute_start = std::chrono::steady_clock::now();
+    const double cpu_start = detail::cpu_seconds();
     double loss = forward_backward(model, part);
-    const double compute = seconds_since(compute_start);
+    const double compute = seconds_since(compute_start), cpu = detail::cpu_seconds() - cpu_start;
     dp.all_reduce_gradients();
     tapegrad::optim::clip_grad_norm(opt.parameters(), 1.0);  // on the averaged gradients: the same on every rank
     opt.step();
@@ -260,6 +265,7 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
       step_times.push_back(seconds_since(start));
       reduce_times.push_back(dp.last_reduce_seconds());
       compute_times.push_back(compute);
+      cpu_times.push_back(cpu);
     }
     if ((s + 1) % 25 == 0 || s + 1 == total)
       out << "step " << s + 1 << "/" << total << "  loss " << std::fixed << std::setprecision(4) << running
@@ -277,8 +283,12 @@ int train_data_parallel(const DistributedFlags& f, Model& model, const Split& sp
   std::vector<double> computes(static_cast<std::size_t>(ranks));
   double mine = detail::median(compute_times);
   dist::check_mpi(MPI_Gather(&mine, 1, MPI_DOUBLE, computes.data(), 1, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Gather");
+  std::vector<double> cpus(static_cast<std::size_t>(ranks));
+  double mine_cpu = detail::median(cpu_times);
+  dist::check_mpi(MPI_Gather(&mine_cpu, 1, MPI_DOUBLE, cpus.data(), 1, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Gather");
   out << "forward and backward, median per rank:";
-  for (double c : computes) out << " " << std::fixed << std::setprecision(2) << 1000 * c << " ms";
+  for (std::size_t r = 0; r < computes.size(); ++r)
+    out << " " << std::fixed << std::setprecision(2) << 1000 * computes[r] << " ms (CPU " << 1000 * cpus[r] << " ms)";
   out << std::defaultfloat << "\n";
   // The all-reduce inside a step also waits for the slowest rank. Alone,
   // after a barrier, it measures the communication itself.
