@@ -58,7 +58,8 @@ packages=(cmake g++ ninja-build libeigen3-dev doctest-dev libcli11-dev)
 
 case "$mode" in
   test)
-    ensure_packages "${packages[@]}"
+    # Open MPI for the distributed tests (label mpi, dev preset only).
+    ensure_packages "${packages[@]}" openmpi-bin libopenmpi-dev
     for preset in dev asan; do
       phase "configure ($preset)"
       cmake --preset "$preset"

@@ -37,6 +37,7 @@
 #include "../common/progress.hpp"
 #include "../common/svg.hpp"
 #include "data.hpp"
+#include "distributed.hpp"
 #include "model.hpp"
 #include "report.hpp"
 
@@ -95,6 +96,8 @@ double cpu_seconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC
 
 /// The program; main() turns its exceptions into one line on stderr.
 int run(int argc, char** argv) {
+  // Under mpirun, or with --distributed: data-parallel training (distributed.hpp).
+  if (tx::wants_distributed(argc, argv)) return tx::run_distributed(argc, argv);
   Flags f;
   CLI::App app{"Train the operation transformer on Max/Min/First/Last/Median of three digits"};
   app.add_option("--epochs", f.epochs,
