@@ -2,9 +2,9 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <concepts>
-#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -62,8 +62,7 @@ basic_tensor<T> masked_fill(const basic_tensor<T>& x, const basic_tensor<T>& mas
   const Shape& ms = mask.shape();
   bool fits = ms.rank() <= xs.rank();
   for (int d = 1; fits && d <= ms.rank(); ++d) fits = ms[-d] == xs[-d] || ms[-d] == 1;
-  if (!fits)
-    throw shape_error("masked_fill: mask " + ms.str() + " does not broadcast to x " + xs.str());
+  if (!fits) throw shape_error("masked_fill: mask " + ms.str() + " does not broadcast to x " + xs.str());
   // The mask's stride along each of x's dimensions (0 where it is broadcast).
   detail::shape4 xv = detail::right_aligned(xs), mv = detail::right_aligned(ms);
   for (int d = 0; d < 4; ++d)
@@ -125,8 +124,11 @@ basic_tensor<T> causal_mask(index_t n) {
 /// `causal_mask` hides get weight 0).
 ///
 /// When `weights` is not null it receives a copy of A, shaped [..., Tq, Tk],
-/// as a new leaf for inspection (plots, tests): no gradient flows through it,
-/// and the copy costs a heap allocation, so pass it only when you look.
+/// as a leaf for inspection (plots, tests): no gradient flows through it.
+/// When `*weights` already is a leaf of that shape that does not require a
+/// gradient, A is written into its storage in place (so a layer that keeps
+/// the weights of every forward allocates only once, and handles that share
+/// that storage see the new values); otherwise a new leaf is made.
 ///
 /// Backward, per (batch, head), with dO the output's gradient and s = 1/sqrt(Dh):
 ///   dV = A^T dO
@@ -157,7 +159,12 @@ basic_tensor<T> scaled_dot_product_attention(const basic_tensor<T>& q, const bas
   const bool record = detail::will_record<T>({&q, &k, &v});
   T* saved = record ? detail::arena_buffer<T>(detail::recording_tape<T>({&q, &k, &v}), batch * tq * tk) : nullptr;
   basic_tensor<T> copy;
-  if (weights) copy = basic_tensor<T>(detail::with_last(qs, tk));
+  if (weights) {
+    const Shape weights_shape = detail::with_last(qs, tk);
+    const bool reuse =
+        weights->defined() && weights->is_leaf() && !weights->requires_grad() && weights->shape() == weights_shape;
+    copy = reuse ? *weights : basic_tensor<T>(weights_shape);
+  }
   T* copy_out = weights ? copy.data().data() : nullptr;
 
   auto forward = [=](OpContext<T>& c) {
