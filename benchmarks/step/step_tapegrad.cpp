@@ -10,9 +10,30 @@
 // and an Adam step. Threads are Eigen's (OpenMP builds only).
 
 #include <Eigen/Core>
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <tapegrad/optim.hpp>
 
 #include "twin.hpp"
+
+// Heap allocations are counted through operator new while `counting` is set:
+// the report gives the allocations per timed (steady) step.
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+}  // namespace
+
+[[gnu::noinline]] void* operator new(std::size_t n) {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+[[gnu::noinline]] void* operator new[](std::size_t n) { return ::operator new(n); }
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace tapegrad_bench;
 
@@ -73,6 +94,14 @@ int main(int argc, char** argv) {
   std::size_t params = 0;
   for (const Tensor& p : opt.parameters()) params += static_cast<std::size_t>(p.numel());
   const Batch b = random_batch(*a.config);
-  time_steps("tapegrad", a, params, [&] { return step(b, 0); });
+  int calls = 0;
+  time_steps("tapegrad", a, params, [&] {
+    // Counting starts with the first timed step (the warm-up steps come first).
+    if (++calls == a.config->warmup + 1) counting = true;
+    return step(b, 0);
+  });
+  counting = false;
+  std::printf("side=tapegrad config=%s allocations_per_step=%.2f\n", a.config->name,
+              static_cast<double>(allocations.load()) / a.config->steps);
   return 0;
 }
