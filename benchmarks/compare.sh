@@ -9,11 +9,13 @@
 # Ends with the summary, one comparison a line.
 #
 #   benchmarks/compare.sh [build dir]        default: build/bench
+#   ROUNDS=5 SEEDS="1 2 3 4 5" STEPS=50 benchmarks/compare.sh
 set -euo pipefail
 
 build=${1:-build/bench}
 bench="$build/bench"
 rounds=${ROUNDS:-3}
+steps=${STEPS:+--steps $STEPS}  # timed steps per run; empty: each configuration's own count
 seeds=${SEEDS:-"1 2 3"}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -40,8 +42,8 @@ for round in $(seq 1 "$rounds"); do
   echo "--- round $round of $rounds"
   for config in tiny big; do
     for threads in 1 2; do
-      run "$threads" "$tg" --config "$config"
-      [[ -n "$th" ]] && run "$threads" "$th" --config "$config"
+      run "$threads" "$tg" --config "$config" $steps
+      [[ -n "$th" ]] && run "$threads" "$th" --config "$config" $steps
     done
   done
 done

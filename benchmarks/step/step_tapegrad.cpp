@@ -102,6 +102,6 @@ int main(int argc, char** argv) {
   });
   counting = false;
   std::printf("side=tapegrad config=%s allocations_per_step=%.2f\n", a.config->name,
-              static_cast<double>(allocations.load()) / a.config->steps);
+              static_cast<double>(allocations.load()) / (a.steps > 0 ? a.steps : a.config->steps));
   return 0;
 }

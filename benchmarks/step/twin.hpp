@@ -110,13 +110,15 @@ struct Recipe {
   }
 };
 
-/// Command line: --config tiny|big, --threads N, --mode time|converge, --seed S.
+/// Command line: --config tiny|big, --threads N, --mode time|converge, --seed S,
+/// --steps N (timed steps), --target A (held-out accuracy to reach).
 struct Args {
   const Config* config = &tiny;
   int threads = 1;
   std::string mode = "time";
   std::uint32_t seed = 1;
   double target = 0.995;
+  int steps = 0;  ///< timed steps; 0 means the configuration's own count
 };
 
 inline Args parse_args(int argc, char** argv) {
@@ -131,6 +133,8 @@ inline Args parse_args(int argc, char** argv) {
       a.mode = v;
     else if (k == "--seed")
       a.seed = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+    else if (k == "--steps")
+      a.steps = std::max(1, std::atoi(v.c_str()));
     else if (k == "--target")
       a.target = std::atof(v.c_str());
     else {
@@ -164,11 +168,12 @@ inline double median(std::vector<double> v) {
 template <class Step>
 void time_steps(const char* side, const Args& a, std::size_t params, Step&& step) {
   const Config& c = *a.config;
+  const int steps = a.steps > 0 ? a.steps : c.steps;
   for (int i = 0; i < c.warmup; ++i) step();
   std::vector<double> ms;
-  ms.reserve(static_cast<std::size_t>(c.steps));  // no allocation of ours inside the timed steps
+  ms.reserve(static_cast<std::size_t>(steps));  // no allocation of ours inside the timed steps
   float loss = 0;
-  for (int i = 0; i < c.steps; ++i) {
+  for (int i = 0; i < steps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     loss = step();
     ms.push_back(ms_between(t0, std::chrono::steady_clock::now()));
