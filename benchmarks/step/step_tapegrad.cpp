@@ -96,9 +96,12 @@ int main(int argc, char** argv) {
   const Batch b = random_batch(*a.config);
   int calls = 0;
   time_steps("tapegrad", a, params, [&] {
-    // Counting starts with the first timed step (the warm-up steps come first).
+    // Counting starts with the first timed step (after the warm-up steps)
+    // and ends with the last, before the report's own allocations.
     if (++calls == a.config->warmup + 1) counting = true;
-    return step(b, 0);
+    const float value = step(b, 0);
+    if (calls == a.config->warmup + (a.steps > 0 ? a.steps : a.config->steps)) counting = false;
+    return value;
   });
   counting = false;
   std::printf("side=tapegrad config=%s allocations_per_step=%.2f\n", a.config->name,

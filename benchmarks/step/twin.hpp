@@ -43,7 +43,7 @@ struct Config {
 /// The example's model and batch (vocabulary 20, sequence 8: its task).
 inline constexpr Config tiny{"tiny", tx::vocab_size, tx::seq_len, 64, 4, 2, 256, 32, 30, 300};
 /// The big configuration, on random tokens and targets.
-inline constexpr Config big{"big", 256, 64, 256, 8, 4, 1024, 16, 2, 12};
+inline constexpr Config big{"big", 256, 64, 256, 8, 4, 1024, 16, 4, 12};
 
 /// The model on tapegrad's public layers, every one with its default options.
 class Classifier : public tapegrad::nn::Module {
