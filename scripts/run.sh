@@ -105,7 +105,10 @@ case "$mode" in
     ;;
 
   bench)
-    ensure_packages "${packages[@]}" libbenchmark-dev libtorch-dev
+    # libtorch with OpenBLAS (not the reference BLAS), Sacado and ADOL-C: the
+    # peers of the comparison, for bench only.
+    ensure_packages "${packages[@]}" libbenchmark-dev libtorch-dev libopenblas0-openmp \
+      libtrilinos-sacado-dev libadolc-dev
     phase "configure (bench)"
     cmake --preset bench
     phase "build (bench)"
@@ -121,6 +124,8 @@ case "$mode" in
       phase "run ${exe##*/} $*"
       "$exe" "$@"
     done
+    phase "side by side: tapegrad, libtorch, Sacado, ADOL-C"
+    benchmarks/compare.sh build/bench
     ;;
 
   *)

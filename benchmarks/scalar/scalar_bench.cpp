@@ -73,150 +73,25 @@ using tapegrad::Value;
 double data_of(double x) { return x; }
 double data_of(const Value& x) { return x.data(); }
 
-/// sum_i a_i b_i over two equally long vectors.
-template <class Num>
-Num dot(const std::vector<Num>& a, const std::vector<Num>& b) {
-  Num s = a[0] * b[0];
-  for (std::size_t i = 1; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
+}  // namespace
 
-/// log sum_i exp(x_i), in the stable form m + log sum_i exp(x_i - m) with
-/// m = max_i x_i. The shift m is taken as a constant: its gradient through the
-/// two places it appears cancels exactly, so recording it would add work and
-/// change nothing.
-template <class Num>
-Num logsumexp(const std::vector<Num>& x) {
-  using std::exp;
-  using std::log;
-  double m = data_of(x[0]);
-  for (const Num& xi : x) m = std::max(m, data_of(xi));
-  Num s = exp(x[0] - m);
-  for (std::size_t i = 1; i < x.size(); ++i) s += exp(x[i] - m);
-  return log(s) + m;
-}
+#include "kernels.hpp"
 
-/// `steps` times x <- sin(x) * x + 0.5 * x: a long chain of dependent steps.
-template <class Num>
-Num chain(const Num& x0, int steps) {
-  using std::sin;
-  Num x = x0;
-  for (int k = 0; k < steps; ++k) x = sin(x) * x + 0.5 * x;
-  return x;
-}
+namespace {
 
-/// A scalar multilayer perceptron 16 -> 32 (tanh) -> 1.
-template <class Num>
-struct Mlp {
-  static constexpr int in = 16;
-  static constexpr int hidden = 32;
-  std::vector<Num> w1;  // hidden x in, row-major
-  std::vector<Num> b1;  // hidden
-  std::vector<Num> w2;  // hidden
-  std::vector<Num> b2;  // 1
-};
-
-/// (mlp(x) - target)^2.
-template <class Num>
-Num mlp_loss(const Mlp<Num>& p, const std::vector<Num>& x, double target) {
-  using std::tanh;
-  Num out = p.b2[0];
-  for (int j = 0; j < Mlp<Num>::hidden; ++j) {
-    Num h = p.b1[j];
-    for (int i = 0; i < Mlp<Num>::in; ++i) h += p.w1[j * Mlp<Num>::in + i] * x[i];
-    out += p.w2[j] * tanh(h);
-  }
-  Num err = out - target;
-  return err * err;
-}
-
-// ---------------------------------------------------------------------------
-// Inputs: drawn once from a fixed seed, as plain numbers; each benchmark turns
-// them into its own number type outside the timed loop.
-
-constexpr int kVectorSize = 1000;
-constexpr int kChainSteps = 10000;
-constexpr double kChainStart = 0.7;
-constexpr double kMlpTarget = 0.25;
-
-struct Inputs {
-  std::vector<double> a, b;    // dot
-  std::vector<double> logits;  // logsumexp
-  std::vector<double> w1, b1, w2, b2, x;  // MLP
-};
-
-const Inputs& inputs() {
-  static const Inputs in = [] {
-    std::mt19937_64 gen(2024);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    auto draw = [&](int n, double scale) {
-      std::vector<double> v(static_cast<std::size_t>(n));
-      for (double& e : v) e = scale * normal(gen);
-      return v;
-    };
-    Inputs r;
-    r.a = draw(kVectorSize, 1.0);
-    r.b = draw(kVectorSize, 1.0);
-    r.logits = draw(kVectorSize, 3.0);
-    r.w1 = draw(Mlp<double>::hidden * Mlp<double>::in, 0.25);
-    r.b1 = draw(Mlp<double>::hidden, 0.1);
-    r.w2 = draw(Mlp<double>::hidden, 0.18);
-    r.b2 = draw(1, 0.1);
-    r.x = draw(Mlp<double>::in, 1.0);
-    return r;
-  }();
-  return in;
-}
-
-template <class Num>
-std::vector<Num> as(const std::vector<double>& v) {
-  return std::vector<Num>(v.begin(), v.end());
-}
-
-/// Everything one benchmark case needs, in number type Num. For Value every
-/// element is a leaf, made once, before timing.
-template <class Num>
-struct Problem {
-  std::vector<Num> a = as<Num>(inputs().a);
-  std::vector<Num> b = as<Num>(inputs().b);
-  std::vector<Num> logits = as<Num>(inputs().logits);
-  Num chain_start = kChainStart;
-  Mlp<Num> mlp{as<Num>(inputs().w1), as<Num>(inputs().b1), as<Num>(inputs().w2), as<Num>(inputs().b2)};
-  std::vector<Num> x = as<Num>(inputs().x);
-};
-
-/// The four cases, by name; `run` evaluates one case on a Problem.
-enum class Case { dot, logsumexp, chain, mlp };
-constexpr Case kCases[] = {Case::dot, Case::logsumexp, Case::chain, Case::mlp};
-
-const char* name_of(Case c) {
-  switch (c) {
-    case Case::dot: return "dot";
-    case Case::logsumexp: return "logsumexp";
-    case Case::chain: return "chain";
-    case Case::mlp: return "mlp";
-  }
-  return "?";
-}
-
-template <class Num>
-Num run(Case c, const Problem<Num>& p) {
-  switch (c) {
-    case Case::dot: return dot(p.a, p.b);
-    case Case::logsumexp: return logsumexp(p.logits);
-    case Case::chain: return chain(p.chain_start, kChainSteps);
-    case Case::mlp: return mlp_loss(p.mlp, p.x, kMlpTarget);
-  }
-  return p.chain_start;
-}
+using namespace scalar_kernels;
 
 /// The targets for gradient time / primal time.
 double target_ratio(Case c) {
   switch (c) {
-    case Case::dot: return 6.0;
-    case Case::logsumexp: return 2.5;
-    case Case::chain: return 2.0;
-    case Case::mlp: return 4.0;
+    case Case::dot:
+      return 6.0;
+    case Case::logsumexp:
+      return 2.5;
+    case Case::chain:
+      return 2.0;
+    case Case::mlp:
+      return 4.0;
   }
   return 0.0;
 }
@@ -284,10 +159,10 @@ class CollectingReporter : public benchmark::ConsoleReporter {
 
 /// What one warm gradient evaluation costs in tape and in heap allocations.
 struct TapeFacts {
-  std::size_t ops = 0;           // nodes recorded
-  std::size_t bytes_per_op = 0;  // sizeof one scalar node
+  std::size_t ops = 0;               // nodes recorded
+  std::size_t bytes_per_op = 0;      // sizeof one scalar node
   double capacity_bytes_per_op = 0;  // the store's capacity over the ops
-  long allocations = 0;          // operator new calls in one warm evaluation
+  long allocations = 0;              // operator new calls in one warm evaluation
 };
 
 TapeFacts measure_tape(Case c) {
@@ -417,8 +292,8 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
   std::printf("\nSummary (best CPU time per iteration over the repetitions; ratio = gradient / primal)\n");
-  std::printf("%-10s %12s %14s %8s %8s  %-8s %10s %8s %8s\n", "function", "primal ns", "gradient ns", "ratio",
-              "target", "", "ops", "B/op", "allocs");
+  std::printf("%-10s %12s %14s %8s %8s  %-8s %10s %8s %8s\n", "function", "primal ns", "gradient ns", "ratio", "target",
+              "", "ops", "B/op", "allocs");
   bool all_met = true;
   for (Case c : kCases) {
     const std::string name = name_of(c);
@@ -429,26 +304,28 @@ int main(int argc, char** argv) {
     const bool allocs_met = facts.allocations == 0;
     all_met = all_met && bytes_met && allocs_met;
     if (p == reporter.best_ns.end() || g == reporter.best_ns.end()) {
-      std::printf("%-10s %12s %14s %8s %8.1f  %-8s %10zu %8zu %8ld\n", name.c_str(), "-", "-", "-",
-                  target_ratio(c), "(filtered)", facts.ops, facts.bytes_per_op, facts.allocations);
+      std::printf("%-10s %12s %14s %8s %8.1f  %-8s %10zu %8zu %8ld\n", name.c_str(), "-", "-", "-", target_ratio(c),
+                  "(filtered)", facts.ops, facts.bytes_per_op, facts.allocations);
       continue;
     }
     const double ratio = g->second / p->second;
     const bool met = ratio <= target_ratio(c);
     all_met = all_met && met;
-    std::printf("%-10s %12.0f %14.0f %8.2f %8.1f  %-8s %10zu %8zu %8ld\n", name.c_str(), p->second, g->second,
-                ratio, target_ratio(c), verdict(met), facts.ops, facts.bytes_per_op, facts.allocations);
+    std::printf("%-10s %12.0f %14.0f %8.2f %8.1f  %-8s %10zu %8zu %8ld\n", name.c_str(), p->second, g->second, ratio,
+                target_ratio(c), verdict(met), facts.ops, facts.bytes_per_op, facts.allocations);
   }
   const TapeFacts mlp = measure_tape(Case::mlp);
-  std::printf("\ntape bytes per recorded op: %zu (sizeof one scalar node; %.1f counting the store's capacity "
-              "for the MLP); target <= %.0f: %s\n",
-              mlp.bytes_per_op, mlp.capacity_bytes_per_op, kTargetBytesPerOp,
-              verdict(static_cast<double>(mlp.bytes_per_op) <= kTargetBytesPerOp));
+  std::printf(
+      "\ntape bytes per recorded op: %zu (sizeof one scalar node; %.1f counting the store's capacity "
+      "for the MLP); target <= %.0f: %s\n",
+      mlp.bytes_per_op, mlp.capacity_bytes_per_op, kTargetBytesPerOp,
+      verdict(static_cast<double>(mlp.bytes_per_op) <= kTargetBytesPerOp));
   long allocs = 0;
   for (Case c : kCases) allocs += measure_tape(c).allocations;
-  std::printf("heap allocations in one warm gradient evaluation (record, backward, clear), all four "
-              "functions together: %ld; target 0: %s\n",
-              allocs, verdict(allocs == 0));
+  std::printf(
+      "heap allocations in one warm gradient evaluation (record, backward, clear), all four "
+      "functions together: %ld; target 0: %s\n",
+      allocs, verdict(allocs == 0));
   std::printf("all targets: %s\n", all_met ? "met" : "not all met");
   benchmark::Shutdown();
   return 0;

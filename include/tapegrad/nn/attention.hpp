@@ -118,7 +118,13 @@ class basic_multi_head_attention : public basic_module<T> {
       if (causal_) scores = masked_fill(scores, causal_mask<T>(t), -inf);
       scores = masked_fill(scores, mask, -inf);
       const tensor_type a = softmax(scores, -1);
-      if (keep_) last_ = tensor_type(a.shape(), a.to_vector());
+      if (keep_) {
+        // Written in place once the buffer has the right shape: no allocation per forward.
+        if (last_.defined() && last_.shape() == a.shape())
+          last_.data() = a.data();
+        else
+          last_ = tensor_type(a.shape(), a.to_vector());
+      }
       heads_out = matmul(a, v);
     }
     // [.., H, T, dh] -> [.., T, H, dh] -> [.., T, d]
@@ -131,6 +137,9 @@ class basic_multi_head_attention : public basic_module<T> {
   /// The attention weights of the last forward, [B, H, T, T] ([H, T, T] for an
   /// unbatched input): row i holds how much query position i drew from each key.
   /// Undefined before the first forward or with `keep_attention = false`.
+  /// The layer keeps one buffer and overwrites it on every forward of the same
+  /// shape (a warm step allocates nothing), so a handle taken earlier shows the
+  /// latest weights; copy it (`Tensor(a.shape(), a.to_vector())`) to keep a snapshot.
   const tensor_type& last_attention() const noexcept { return last_; }
 
   index_t d_model() const noexcept { return d_; }

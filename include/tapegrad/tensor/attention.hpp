@@ -148,7 +148,13 @@ basic_tensor<T> attention_impl(const basic_tensor<T>& q, const basic_tensor<T>& 
   }
 
   basic_tensor<T> copy;
-  if (weights) copy = basic_tensor<T>(score_shape);
+  if (weights) {
+    // The caller's buffer from the previous forward is rewritten in place when
+    // it fits: a steady training step allocates nothing.
+    const bool reuse =
+        weights->defined() && weights->is_leaf() && !weights->requires_grad() && weights->shape() == score_shape;
+    copy = reuse ? *weights : basic_tensor<T>(score_shape);
+  }
   T* copy_out = weights ? copy.data().data() : nullptr;
   const bool masked = mask != nullptr;
 
@@ -228,8 +234,11 @@ basic_tensor<T> attention_impl(const basic_tensor<T>& q, const basic_tensor<T>& 
 /// `causal_mask` hides get weight 0).
 ///
 /// When `weights` is not null it receives a copy of A, shaped [..., Tq, Tk],
-/// as a new leaf for inspection (plots, tests): no gradient flows through it,
-/// and the copy costs a heap allocation, so pass it only when you look.
+/// as a leaf for inspection (plots, tests): no gradient flows through it.
+/// When `*weights` already is a leaf of that shape that does not require a
+/// gradient, A is written into its storage in place (so a layer that keeps
+/// the weights of every forward allocates only once, and handles that share
+/// that storage see the new values); otherwise a new leaf is made.
 ///
 /// Backward, per (batch, head), with dO the output's gradient and s = 1/sqrt(Dh):
 ///   dV = A^T dO
