@@ -223,7 +223,8 @@ void ckpt_load(const std::string& path, nn::basic_module<T>& model, optim::basic
 
   // 3. Everything fits: copy. Nothing below can fail.
   for (std::size_t i = 0; i < named.size(); ++i) {
-    auto d = named[i].second.data().data();
+    auto param = named[i].second;
+    auto d = param.data().data();
     decode_values(bytes.data() + params[i]->data, params[i]->dtype, d, params[i]->count);
   }
   if (opt) {
