@@ -17,7 +17,7 @@
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
 #include "tapegrad/tensor/creation.hpp"
-#include "tapegrad/tensor/tensor.hpp"
+#include "tapegrad/tensor/op.hpp"
 
 // Rematerialization (gradient checkpointing). A checkpointed segment runs
 // its function once in the forward pass on a nested tape, keeps only the
