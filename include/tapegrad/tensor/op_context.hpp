@@ -29,6 +29,7 @@ struct tensor_storage {
   Shape shape;
   T* data = nullptr;
   T* grad = nullptr;
+  bool grad_live = false;  // a gradient reached this storage since its last zero_grad (see has_grad)
   bool requires_grad = false;
   bool is_leaf = true;
   std::vector<T> owned_data;  // leaves only
@@ -124,7 +125,11 @@ class OpContext {
   }
 
  private:
-  T* grad_buffer(detail::tensor_storage<T>& s) { return grad_buffer(s, tape_); }
+  // Backward writes here, so the input has now received a gradient.
+  T* grad_buffer(detail::tensor_storage<T>& s) {
+    s.grad_live = true;
+    return grad_buffer(s, tape_);
+  }
 
   detail::tensor_storage<T>& out_;
   detail::tensor_storage<T>* const* in_;
@@ -146,7 +151,10 @@ struct op_node : tensor_node {
   Tape* tape = nullptr;
 
   bool reached() const noexcept override { return out.grad != nullptr; }
-  void reset_grad() noexcept override { out.grad = nullptr; }
+  void reset_grad() noexcept override {
+    out.grad = nullptr;
+    out.grad_live = false;
+  }
   virtual bool has_backward() const noexcept = 0;
 };
 

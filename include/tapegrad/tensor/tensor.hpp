@@ -151,9 +151,11 @@ class basic_tensor {
     return {s.grad, static_cast<Eigen::Index>(s.shape.numel())};
   }
   /// Writable gradient of a leaf (for optimizers and gradient clipping).
+  /// Writing a gradient supplies one: has_grad() is true afterwards.
   Eigen::Map<Vec> grad_mut() {
     auto& s = storage();
     if (!s.grad) ensure_grad(s);
+    s.grad_live = true;
     return {s.grad, static_cast<Eigen::Index>(s.shape.numel())};
   }
   /// The gradient as a tensor leaf with this tensor's shape (a copy).
@@ -161,13 +163,16 @@ class basic_tensor {
     auto g = grad();
     return basic_tensor(shape(), std::vector<T>(g.data(), g.data() + g.size()));
   }
-  /// True once a gradient buffer exists.
-  bool has_grad() const { return storage().grad != nullptr; }
+  /// True when a gradient reached this tensor (backward, or a write through
+  /// grad_mut()) since it was last zeroed. Reading grad() never changes it.
+  bool has_grad() const { return storage().grad_live; }
 
-  /// Sets the gradient to zero (keeps its buffer).
+  /// Sets the gradient "to none": has_grad() becomes false and grad() reads
+  /// zeros. The buffer is kept, so a training loop allocates nothing.
   void zero_grad() {
     auto& s = storage();
     if (s.grad) std::fill_n(s.grad, s.shape.numel(), T(0));
+    s.grad_live = false;
   }
 
   /// The single value of a one-element tensor.
@@ -397,6 +402,7 @@ void basic_tensor<T>::backward_from(const T* seed) const {
   const index_t n = root.shape.numel();
   if (leaf_) {
     T* g = OpContext<T>::grad_buffer(root, Tape::active());
+    root.grad_live = true;
     for (index_t i = 0; i < n; ++i) g[i] += seed[i];
     return;
   }
@@ -404,6 +410,7 @@ void basic_tensor<T>::backward_from(const T* seed) const {
   // Intermediate gradients describe the latest root only; leaves accumulate.
   for (std::size_t i = 0; i <= node_; ++i) nodes[i]->reset_grad();
   T* g = OpContext<T>::grad_buffer(root, *tape_);
+  root.grad_live = true;
   std::copy_n(seed, n, g);
   const bool anomaly = is_anomaly_enabled();
   for (std::size_t i = node_ + 1; i-- > 0;) {
