@@ -6,10 +6,13 @@
 // [0, 1) (got 1.5)". Constructors run these before they build anything.
 
 #include <cmath>
+#include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/tensor/creation.hpp"
 
 namespace tapegrad::detail {
 
@@ -38,6 +41,13 @@ inline void check_non_negative(const char* who, const char* option, double x) {
 /// x in [0, 1) (a probability that must leave something, a decay rate).
 inline void check_unit_interval(const char* who, const std::string& option, double x) {
   if (!(x >= 0 && x < 1)) option_error(who, option, "must be in [0, 1)", x);
+}
+
+/// The seed of a layer's own generator: `seed` when given, else one draw
+/// from the process-wide default generator. Not called when the layer was
+/// handed a Generator, so that one draws nothing from the default.
+inline std::uint64_t layer_seed(const std::optional<std::uint64_t>& seed) {
+  return seed ? *seed : default_generator_seed();
 }
 
 }  // namespace tapegrad::detail
