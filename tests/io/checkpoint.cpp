@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -121,7 +122,7 @@ TEST_CASE("the file layout, byte by byte, for Linear(2, 1)") {
   auto u64 = [&](std::size_t at) { return std::uint64_t{u32(at)} | std::uint64_t{u32(at + 4)} << 32; };
   const std::vector<unsigned char> magic = {0x89, 'T', 'G', 'C', 'K', 'P', 'T', '\n'};
   CHECK(std::vector<unsigned char>(b.begin(), b.begin() + 8) == magic);
-  CHECK(u32(8) == 1);    // version
+  CHECK(u32(8) == 2);    // version
   CHECK(u32(12) == 2);   // records
   CHECK(u64(16) == 60);  // payload
   // the weight record
@@ -309,7 +310,8 @@ TEST_CASE("a truncated or corrupted file is refused, naming the offset, and the 
     bad[8] = 7;  // version 7
     write_bytes(dir.file("version.tgc"), bad);
     CHECK_THROWS_WITH_AS(io::load_checkpoint(dir.file("version.tgc"), target),
-                         doctest::Contains("format version 7 is not supported"), io_error);
+                         doctest::Contains("format version 7 is not supported (this build reads versions 1 to 2)"),
+                         io_error);
     untouched();
   }
 
@@ -384,5 +386,104 @@ TEST_CASE("resuming from a checkpoint continues exactly as if training had not s
   }
   SUBCASE("SGD with Nesterov momentum") {
     check_resume([](Tiny& m) { return optim::SGD(m.parameters(), {.lr = 0.1, .momentum = 0.9, .nesterov = true}); });
+  }
+}
+
+namespace {
+
+// Two parameters, "weight" [1, 1] and "bias" [1], in double; `grads` gives
+// each step's gradients (a negative entry: no gradient for that parameter).
+using DLinear = nn::basic_linear<double>;
+using DAdam = optim::basic_adam<double>;
+
+void adam_steps(DLinear& lin, DAdam& opt, const std::vector<std::array<double, 2>>& grads) {
+  for (const auto& g : grads) {
+    opt.zero_grad();
+    auto params = lin.parameters();
+    for (std::size_t i = 0; i < 2; ++i)
+      if (g[i] >= 0) params[i].grad_mut()[0] = g[i];
+    opt.step();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("each parameter's step count is saved (format version 2)") {
+  // Steps 1 and 2 reach only the weight, step 3 both: counts {3, 1}.
+  ScratchDir dir;
+  DLinear lin(1, 1, {.seed = 1});
+  DAdam opt(lin.parameters(), {.lr = 0.1});
+  adam_steps(lin, opt, {{0.5, -1}, {0.25, -1}, {1.0, 2.0}});
+  REQUIRE(opt.param_step_counts() == std::vector<std::uint64_t>{3, 1});
+  io::save_checkpoint(dir.file("lin.tgc"), lin, opt);
+  const auto bytes = read_bytes(dir.file("lin.tgc"));
+  CHECK(bytes[8] == 2);
+  CHECK(std::string(bytes.begin(), bytes.end()).find("param_steps") != std::string::npos);
+
+  DLinear back(1, 1, {.seed = 2});
+  DAdam back_opt(back.parameters(), {.lr = 0.1});
+  io::load_checkpoint(dir.file("lin.tgc"), back, back_opt);
+  CHECK(back_opt.param_step_counts() == std::vector<std::uint64_t>{3, 1});
+  CHECK(back_opt.step_count() == 3);
+
+  SUBCASE("the next step agrees bit for bit with training that never stopped") {
+    adam_steps(lin, opt, {{0.5, 0.5}});
+    adam_steps(back, back_opt, {{0.5, 0.5}});
+    CHECK(back.weight().item() == lin.weight().item());
+    CHECK(back.bias().item() == lin.bias().item());
+  }
+
+  SUBCASE("an optimizer over other parameters is refused") {
+    DLinear same(1, 1, {.seed = 3});
+    DAdam only_weight({same.weight()});
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(dir.file("lin.tgc"), same, only_weight),
+                         doctest::Contains("step counts for 2 parameters, the optimizer has 1"), io_error);
+    CHECK(only_weight.param_step_counts() == std::vector<std::uint64_t>{0});
+  }
+}
+
+TEST_CASE("a version 1 checkpoint (one step count per optimizer) still loads") {
+  // Version 1 stored only the optimizer's count. On loading, a parameter with
+  // state (a moment not all zero) gets that count, a parameter without, 0.
+  ScratchDir dir;
+  DLinear lin(1, 1, {.seed = 1});
+  DAdam opt(lin.parameters(), {.lr = 0.1});
+  adam_steps(lin, opt, {{0.5, -1}, {0.25, -1}, {1.0, -1}});  // the bias never gets a gradient
+  const double bias0 = lin.bias().item();
+  write_bytes(dir.file("v1.tgc"), tapegrad::detail::ckpt_encode<double>(lin, &opt, 1));
+  REQUIRE(read_bytes(dir.file("v1.tgc"))[8] == 1);
+
+  DLinear back(1, 1, {.seed = 2});
+  DAdam back_opt(back.parameters(), {.lr = 0.1});
+  io::load_checkpoint(dir.file("v1.tgc"), back, back_opt);
+  CHECK(back_opt.step_count() == 3);
+  CHECK(back_opt.param_step_counts() == std::vector<std::uint64_t>{3, 0});
+
+  SUBCASE("the weight continues with t = 4, the bias starts at t = 1") {
+    // bias: its first update, g = 2: m_hat = g, v_hat = g^2, so it moves by
+    // lr * 2 / (2 + 1e-8) = 0.1 (with t = 4 it would move by 0.0581).
+    adam_steps(lin, opt, {{0.5, 2.0}});
+    adam_steps(back, back_opt, {{0.5, 2.0}});
+    CHECK(back.weight().item() == lin.weight().item());
+    CHECK(back.bias().item() == doctest::Approx(bias0 - 0.1).epsilon(1e-8));
+    CHECK(back.bias().item() == lin.bias().item());
+  }
+
+  SUBCASE("a parameter with state gets the file's count") {
+    DLinear both(1, 1, {.seed = 1});
+    DAdam both_opt(both.parameters(), {.lr = 0.1});
+    adam_steps(both, both_opt, {{0.5, -1}, {0.25, 1.0}});  // counts {2, 1}; version 1 keeps only 2
+    write_bytes(dir.file("v1-both.tgc"), tapegrad::detail::ckpt_encode<double>(both, &both_opt, 1));
+    io::load_checkpoint(dir.file("v1-both.tgc"), back, back_opt);
+    CHECK(back_opt.param_step_counts() == std::vector<std::uint64_t>{2, 2});
+  }
+
+  SUBCASE("a future version is refused, naming both") {
+    auto bytes = read_bytes(dir.file("v1.tgc"));
+    bytes[8] = 3;
+    write_bytes(dir.file("v3.tgc"), bytes);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(dir.file("v3.tgc"), back, back_opt),
+                         doctest::Contains("format version 3 is not supported (this build reads versions 1 to 2)"),
+                         io_error);
   }
 }

@@ -74,10 +74,8 @@ TEST_CASE("SGD") {
     CHECK(state[0].data[0] == doctest::Approx(1.9));
   }
 
-  SUBCASE("invalid options are refused, naming the value") {
+  SUBCASE("parameters must be leaves that require grad (options: tests/optim/options.cpp)") {
     DTensor w = parameter({0.0});
-    CHECK_THROWS_WITH_AS(optim::basic_sgd<double>({w}, {.lr = -1}), doctest::Contains("learning rate -1"), value_error);
-    CHECK_THROWS_WITH_AS(optim::basic_sgd<double>({w}, {.nesterov = true}), doctest::Contains("nesterov"), value_error);
     DTensor constant(Shape{1}, 1.0);  // no requires_grad
     CHECK_THROWS_WITH_AS(optim::basic_sgd<double>({constant}), doctest::Contains("does not require grad"), value_error);
     DTensor result = w * 2.0;  // an op result, not a leaf
@@ -128,12 +126,6 @@ TEST_CASE("Adam") {
     set_grad(w, {0.0});
     opt.step();
     CHECK(w.item() == doctest::Approx(0.99).epsilon(1e-8));
-  }
-
-  SUBCASE("invalid betas are refused") {
-    DTensor w = parameter({0.0});
-    CHECK_THROWS_WITH_AS(optim::basic_adam<double>({w}, {.betas = {0.9, 1.0}}), doctest::Contains("beta2 = 1"),
-                         value_error);
   }
 }
 
@@ -312,11 +304,5 @@ TEST_CASE("clip_grad_norm") {
     set_grad(a, {std::numeric_limits<double>::infinity(), 1.0});
     CHECK(std::isinf(optim::clip_grad_norm(std::vector<DTensor>{a}, 1.0)));
     CHECK(a.grad()[1] == 1.0);
-  }
-
-  SUBCASE("max_norm must be positive") {
-    DTensor a = parameter({1.0});
-    CHECK_THROWS_WITH_AS(optim::clip_grad_norm(std::vector<DTensor>{a}, 0.0), doctest::Contains("max_norm = 0"),
-                         value_error);
   }
 }

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/detail/checkpoint_format.hpp"
+#include "tapegrad/io/detail/checkpoint_format.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/optim/optimizer.hpp"
 #include "tapegrad/tensor/tensor.hpp"
@@ -39,12 +39,15 @@ inline void ckpt_write_record(byte_writer& w, ckpt_section section, const std::s
   for (int d = 0; d < shape.rank(); ++d) w.u64(static_cast<std::uint64_t>(shape[d]));
 }
 
-/// The whole file: header, records, checksum.
+/// The whole file: header, records, checksum. `version` 1 writes the previous
+/// layout (no per-parameter step counts), which the tests use to show that
+/// such files still load.
 template <std::floating_point T>
-std::vector<unsigned char> ckpt_encode(const nn::basic_module<T>& model, optim::basic_optimizer<T>* opt) {
+std::vector<unsigned char> ckpt_encode(const nn::basic_module<T>& model, optim::basic_optimizer<T>* opt,
+                                       std::uint32_t version = checkpoint_version) {
   byte_writer w;
   w.raw(checkpoint_magic, 8);
-  w.u32(checkpoint_version);
+  w.u32(version);
   w.u32(0);  // record count, patched below
   w.u64(0);  // payload size, patched below
   std::uint32_t records = 0;
@@ -63,6 +66,13 @@ std::vector<unsigned char> ckpt_encode(const nn::basic_module<T>& model, optim::
     ckpt_write_record(w, ckpt_section::optimizer, "lr", ckpt_dtype::f64, Shape{});
     w.f64(opt->lr());
     records += 3;
+    if (version >= 2) {
+      const auto& counts = opt->param_step_counts();
+      ckpt_write_record(w, ckpt_section::optimizer, "param_steps", ckpt_dtype::u64,
+                        Shape{static_cast<index_t>(counts.size())});
+      for (std::uint64_t c : counts) w.u64(c);
+      ++records;
+    }
     for (const auto& b : opt->state()) {
       ckpt_write_record(w, ckpt_section::optimizer, b.name, dt, b.shape);
       w.values(b.data, static_cast<std::size_t>(b.shape.numel()));
@@ -77,8 +87,10 @@ std::vector<unsigned char> ckpt_encode(const nn::basic_module<T>& model, optim::
 }
 
 /// Checks the header, the length and the checksum, then splits the payload
-/// into records. Nothing outside the returned list is touched.
-inline std::vector<ckpt_record> ckpt_parse(const std::string& path, const std::vector<unsigned char>& bytes) {
+/// into records. Nothing outside the returned list is touched. The file's
+/// format version goes to `*version` when given.
+inline std::vector<ckpt_record> ckpt_parse(const std::string& path, const std::vector<unsigned char>& bytes,
+                                           std::uint32_t* version_out = nullptr) {
   byte_reader head(path, bytes, 0, bytes.size());
   if (bytes.size() < checkpoint_header_size)
     head.fail(bytes.size(), "truncated: the file has " + std::to_string(bytes.size()) + " bytes, fewer than the " +
@@ -87,9 +99,10 @@ inline std::vector<ckpt_record> ckpt_parse(const std::string& path, const std::v
     if (bytes[i] != checkpoint_magic[i]) head.fail(i, "not a tapegrad checkpoint (wrong magic bytes)");
   head.skip(8, "the magic");
   const std::uint32_t version = head.u32("the version");
-  if (version != checkpoint_version)
-    head.fail(8, "format version " + std::to_string(version) + " is not supported (this build reads version " +
-                     std::to_string(checkpoint_version) + ")");
+  if (version < checkpoint_oldest_version || version > checkpoint_version)
+    head.fail(8, "format version " + std::to_string(version) + " is not supported (this build reads versions " +
+                     std::to_string(checkpoint_oldest_version) + " to " + std::to_string(checkpoint_version) + ")");
+  if (version_out) *version_out = version;
   const std::uint32_t count = head.u32("the record count");
   const std::uint64_t payload = head.u64("the payload size");
   const std::size_t body_end = checkpoint_header_size + payload;
@@ -170,7 +183,8 @@ void ckpt_check_tensor(const std::string& path, const char* what, const std::str
 template <std::floating_point T>
 void ckpt_load(const std::string& path, nn::basic_module<T>& model, optim::basic_optimizer<T>* opt) {
   const std::vector<unsigned char> bytes = read_file_bytes(path);
-  const std::vector<ckpt_record> records = ckpt_parse(path, bytes);
+  std::uint32_t version = 0;
+  const std::vector<ckpt_record> records = ckpt_parse(path, bytes, &version);
 
   std::vector<const ckpt_record*> params, state;
   for (const ckpt_record& r : records) (r.section == ckpt_section::module ? params : state).push_back(&r);
@@ -189,10 +203,13 @@ void ckpt_load(const std::string& path, nn::basic_module<T>& model, optim::basic
     ckpt_check_tensor<T>(path, "parameter", named[i].first, named[i].second.shape(), *params[i]);
   }
 
-  // 2. Optimizer: same type, then step, lr and the state buffers in order.
+  // 2. Optimizer: same type, then step, lr, (from version 2) the
+  // per-parameter step counts, and the state buffers in order.
   std::vector<optim::StateBuffer<T>> buffers;
   std::uint64_t step = 0;
   double lr = 0;
+  std::vector<std::uint64_t> param_steps;
+  std::size_t first_buffer = 3;  // index in `state` of the first state buffer
   if (opt) {
     if (state.empty()) ckpt_mismatch(path, "the file holds no optimizer state (it was saved without an optimizer)");
     const std::string type = opt->name();
@@ -208,16 +225,29 @@ void ckpt_load(const std::string& path, nn::basic_module<T>& model, optim::basic
     decode_values(bytes.data() + state[2]->data, ckpt_dtype::f64, &lr, 1);
     if (!(lr >= 0) || !std::isfinite(lr))
       ckpt_mismatch(path, "the stored learning rate " + std::to_string(lr) + " is invalid");
+    const std::size_t n_params = opt->parameters().size();
+    if (version >= 2) {
+      if (state.size() < 4 || state[3]->name != "param_steps" || state[3]->dtype != ckpt_dtype::u64 ||
+          state[3]->shape.rank() != 1)
+        ckpt_mismatch(path, "the optimizer section lacks its per-parameter step counts ('param_steps', uint64 [n])");
+      if (state[3]->count != n_params)
+        ckpt_mismatch(path, "the file has step counts for " + std::to_string(state[3]->count) +
+                                " parameters, the optimizer has " + std::to_string(n_params));
+      byte_reader pr(path, bytes, state[3]->data, state[3]->data + 8 * n_params);
+      for (std::size_t i = 0; i < n_params; ++i) param_steps.push_back(pr.u64("a parameter's step count"));
+      first_buffer = 4;
+    }
     buffers = opt->state();
-    const std::size_t file_buffers = state.size() - 3;
+    const std::size_t file_buffers = state.size() - first_buffer;
     for (std::size_t i = 0; i < buffers.size() || i < file_buffers; ++i) {
       if (i >= file_buffers)
         ckpt_mismatch(
             path, "optimizer state '" + buffers[i].name + "' " + buffers[i].shape.str() + " is missing from the file");
+      const ckpt_record& rec = *state[first_buffer + i];
       if (i >= buffers.size())
-        ckpt_mismatch(path, "the file has optimizer state '" + state[3 + i]->name + "' " + state[3 + i]->shape.str() +
-                                " that the optimizer lacks");
-      ckpt_check_tensor<T>(path, "optimizer state", buffers[i].name, buffers[i].shape, *state[3 + i]);
+        ckpt_mismatch(
+            path, "the file has optimizer state '" + rec.name + "' " + rec.shape.str() + " that the optimizer lacks");
+      ckpt_check_tensor<T>(path, "optimizer state", buffers[i].name, buffers[i].shape, rec);
     }
   }
 
@@ -228,8 +258,26 @@ void ckpt_load(const std::string& path, nn::basic_module<T>& model, optim::basic
     decode_values(bytes.data() + params[i]->data, params[i]->dtype, d, params[i]->count);
   }
   if (opt) {
-    for (std::size_t i = 0; i < buffers.size(); ++i)
-      decode_values(bytes.data() + state[3 + i]->data, state[3 + i]->dtype, buffers[i].data, state[3 + i]->count);
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+      const ckpt_record& rec = *state[first_buffer + i];
+      decode_values(bytes.data() + rec.data, rec.dtype, buffers[i].data, rec.count);
+    }
+    if (version < 2) {
+      // Version 1 kept one count for the whole optimizer. A parameter with
+      // state (a buffer not all zero) had received updates: it gets that
+      // count; a parameter without state, none.
+      param_steps.assign(opt->parameters().size(), 0);
+      for (const auto& b : buffers) {
+        const T* d = b.data;
+        const auto n = static_cast<std::size_t>(b.shape.numel());
+        for (std::size_t k = 0; k < n; ++k)
+          if (d[k] != T(0)) {
+            param_steps[b.param] = step;
+            break;
+          }
+      }
+    }
+    opt->set_param_step_counts(param_steps);
     opt->set_step_count(step);
     opt->set_lr(lr);
   }
@@ -262,7 +310,8 @@ void save_checkpoint(const std::string& path, const nn::basic_module<T>& model) 
 }
 
 /// Saves the module's parameters and the optimizer's state (its type, step
-/// count, learning rate and per-parameter buffers such as Adam's moments).
+/// count, learning rate, per-parameter step counts and per-parameter buffers
+/// such as Adam's moments).
 template <std::floating_point T>
 void save_checkpoint(const std::string& path, const nn::basic_module<T>& model,
                      const optim::basic_optimizer<T>& optimizer) {
@@ -282,7 +331,9 @@ void load_checkpoint(const std::string& path, nn::basic_module<T>& model) {
 }
 
 /// Loads parameters and optimizer state; the optimizer must be of the type
-/// that was saved, over the same parameters. All or nothing, as above.
+/// that was saved, over the same parameters. All or nothing, as above. A
+/// file of format version 1 (one step count for the whole optimizer) loads
+/// too: each parameter with state gets that count, the others 0.
 template <std::floating_point T>
 void load_checkpoint(const std::string& path, nn::basic_module<T>& model, optim::basic_optimizer<T>& optimizer) {
   tapegrad::detail::ckpt_load<T>(path, model, &optimizer);

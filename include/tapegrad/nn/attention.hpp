@@ -5,10 +5,12 @@
 #include <concepts>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/nn/detail/options.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/tensor/attention.hpp"
 #include "tapegrad/tensor/creation.hpp"
@@ -22,10 +24,11 @@ namespace tapegrad::nn {
 
 /// Options of `MultiHeadAttention`.
 struct MultiHeadAttentionOptions {
-  bool causal = false;             ///< position i attends only to positions j <= i
-  bool bias = false;               ///< biases on the four projections (the operation transformer has none)
-  bool keep_attention = true;      ///< keep a copy of the last forward's weights for `last_attention()`
-  std::uint64_t seed = 0;          ///< seed of the initial values (when no generator is given)
+  bool causal = false;         ///< position i attends only to positions j <= i
+  bool bias = false;           ///< biases on the four projections (the operation transformer has none)
+  bool keep_attention = true;  ///< keep a copy of the last forward's weights for `last_attention()`
+  std::optional<std::uint64_t> seed =
+      std::nullopt;                ///< seed of the initial values; unset: one draw from the default generator
   Generator* generator = nullptr;  ///< draw the initial values from this generator instead
 };
 
@@ -59,10 +62,8 @@ class basic_multi_head_attention : public basic_module<T> {
 
   basic_multi_head_attention(index_t d_model, index_t heads, MultiHeadAttentionOptions options = {})
       : d_(d_model), heads_(heads), causal_(options.causal), keep_(options.keep_attention) {
-    if (d_model <= 0 || heads <= 0 || d_model % heads != 0)
-      throw value_error("MultiHeadAttention: d_model = " + std::to_string(d_model) +
-                        " must be a positive multiple of heads = " + std::to_string(heads));
-    Generator local(options.seed);
+    check_options(d_model, heads);
+    Generator local(options.generator ? 0 : tapegrad::detail::layer_seed(options.seed));
     Generator& gen = options.generator ? *options.generator : local;
     const double in_bound = std::sqrt(6.0 / static_cast<double>(4 * d_model));
     const double out_bound = 1.0 / std::sqrt(static_cast<double>(d_model));
@@ -143,6 +144,15 @@ class basic_multi_head_attention : public basic_module<T> {
   const tensor_type& last_attention() const noexcept { return last_; }
 
   index_t d_model() const noexcept { return d_; }
+
+  /// Raises value_error unless d_model > 0, heads > 0 and heads divides d_model.
+  static void check_options(index_t d_model, index_t heads, const char* who = "MultiHeadAttention") {
+    tapegrad::detail::check_positive(who, "d_model", static_cast<double>(d_model));
+    tapegrad::detail::check_positive(who, "heads", static_cast<double>(heads));
+    if (d_model % heads != 0)
+      tapegrad::detail::option_error(who, "heads", ("must divide d_model = " + std::to_string(d_model)).c_str(),
+                                     static_cast<double>(heads));
+  }
   index_t heads() const noexcept { return heads_; }
   bool causal() const noexcept { return causal_; }
 

@@ -9,7 +9,7 @@
 
 #include "tapegrad/autodiff/checkpoint.hpp"
 #include "tapegrad/core/error.hpp"
-#include "tapegrad/nn/linear.hpp"
+#include "tapegrad/nn/dropout.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/tensor/tensor.hpp"
 

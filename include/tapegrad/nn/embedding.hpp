@@ -5,11 +5,13 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/nn/detail/options.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/tensor/creation.hpp"
 #include "tapegrad/tensor/elementwise.hpp"
@@ -20,7 +22,8 @@ namespace tapegrad::nn {
 
 /// Options of `Embedding`.
 struct EmbeddingOptions {
-  std::uint64_t seed = 0;          ///< seed of the initial values (when no generator is given)
+  std::optional<std::uint64_t> seed =
+      std::nullopt;                ///< seed of the initial values; unset: one draw from the default generator
   Generator* generator = nullptr;  ///< draw the initial values from this generator instead
 };
 
@@ -40,10 +43,9 @@ class basic_embedding : public basic_module<T> {
   using tensor_type = basic_tensor<T>;
 
   basic_embedding(index_t vocab, index_t d, EmbeddingOptions options = {}) {
-    if (vocab <= 0 || d <= 0)
-      throw value_error("Embedding: vocab = " + std::to_string(vocab) + " and d = " + std::to_string(d) +
-                        " must be positive");
-    Generator local(options.seed);
+    tapegrad::detail::check_positive("Embedding", "vocab", static_cast<double>(vocab));
+    tapegrad::detail::check_positive("Embedding", "d", static_cast<double>(d));
+    Generator local(options.generator ? 0 : tapegrad::detail::layer_seed(options.seed));
     Generator& gen = options.generator ? *options.generator : local;
     weight_ = this->register_parameter("weight", normal<T>({vocab, d}, gen));
   }
@@ -83,9 +85,8 @@ class basic_positional_encoding : public basic_module<T> {
   using tensor_type = basic_tensor<T>;
 
   basic_positional_encoding(index_t max_len, index_t d) : max_len_(max_len), d_(d) {
-    if (max_len <= 0 || d <= 0)
-      throw value_error("PositionalEncoding: max_len = " + std::to_string(max_len) + " and d = " + std::to_string(d) +
-                        " must be positive");
+    tapegrad::detail::check_positive("PositionalEncoding", "max_len", static_cast<double>(max_len));
+    tapegrad::detail::check_positive("PositionalEncoding", "d", static_cast<double>(d));
     table_.resize(static_cast<std::size_t>(max_len * d));
     for (index_t pos = 0; pos < max_len; ++pos) {
       for (index_t i = 0; i < d; ++i) {

@@ -6,7 +6,9 @@
 
 #include "tapegrad/nn/attention.hpp"
 #include "tapegrad/nn/containers.hpp"
+#include "tapegrad/nn/dropout.hpp"
 #include "tapegrad/nn/embedding.hpp"
+#include "tapegrad/nn/layer_norm.hpp"
 #include "tapegrad/nn/linear.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/nn/transformer.hpp"

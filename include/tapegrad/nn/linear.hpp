@@ -4,9 +4,11 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/nn/detail/options.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/tensor/creation.hpp"
 #include "tapegrad/tensor/elementwise.hpp"
@@ -18,13 +20,16 @@ namespace tapegrad::nn {
 
 // Every layer that draws random initial values takes them from a Generator:
 // `options.generator` when given (so one generator can initialise a whole
-// model, layer after layer), else a Generator seeded with `options.seed`.
-// The same seed always gives the same model.
+// model, layer after layer), else a Generator seeded with `options.seed`,
+// else a Generator seeded with one draw from the process-wide default
+// generator (see `tapegrad::manual_seed`). The same seed always gives the
+// same layer; two layers built without one differ.
 
 /// Options of `Linear`.
 struct LinearOptions {
-  bool bias = true;                ///< add a learned bias b
-  std::uint64_t seed = 0;          ///< seed of the initial values (when no generator is given)
+  bool bias = true;  ///< add a learned bias b
+  std::optional<std::uint64_t> seed =
+      std::nullopt;                ///< seed of the initial values; unset: one draw from the default generator
   Generator* generator = nullptr;  ///< draw the initial values from this generator instead
 };
 
@@ -46,10 +51,9 @@ class basic_linear : public basic_module<T> {
 
   basic_linear(index_t in_features, index_t out_features, LinearOptions options = {})
       : in_(in_features), out_(out_features) {
-    if (in_features <= 0 || out_features <= 0)
-      throw value_error("Linear: in_features = " + std::to_string(in_features) +
-                        " and out_features = " + std::to_string(out_features) + " must be positive");
-    Generator local(options.seed);
+    tapegrad::detail::check_positive("Linear", "in_features", static_cast<double>(in_features));
+    tapegrad::detail::check_positive("Linear", "out_features", static_cast<double>(out_features));
+    Generator local(options.generator ? 0 : tapegrad::detail::layer_seed(options.seed));
     Generator& gen = options.generator ? *options.generator : local;
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
     weight_ = this->register_parameter("weight", kaiming_uniform<T>({in_features, out_features}, gen, std::sqrt(5.0)));
@@ -79,78 +83,5 @@ class basic_linear : public basic_module<T> {
 
 /// The float Linear layer.
 using Linear = basic_linear<float>;
-
-/// Options of `LayerNorm`.
-struct LayerNormOptions {
-  double eps = 1e-5;  ///< added to the variance before the square root
-};
-
-/// Layer normalization over the last dimension:
-/// y = gamma * (x - mean) / sqrt(var + eps) + beta, per row of x [..., d].
-///
-/// Parameters: "gamma" [d] (initially 1) and "beta" [d] (initially 0).
-template <std::floating_point T>
-class basic_layer_norm : public basic_module<T> {
- public:
-  using tensor_type = basic_tensor<T>;
-
-  explicit basic_layer_norm(index_t d, LayerNormOptions options = {}) : eps_(options.eps) {
-    if (d <= 0) throw value_error("LayerNorm: d = " + std::to_string(d) + " must be positive");
-    gamma_ = this->register_parameter("gamma", ones<T>({d}));
-    beta_ = this->register_parameter("beta", zeros<T>({d}));
-  }
-
-  /// Normalizes each row of x [..., d].
-  tensor_type forward(const tensor_type& x) { return layer_norm(x, gamma_, beta_, eps_); }
-  tensor_type operator()(const tensor_type& x) { return forward(x); }
-
-  const tensor_type& gamma() const noexcept { return gamma_; }
-  const tensor_type& beta() const noexcept { return beta_; }
-
- private:
-  double eps_;
-  tensor_type gamma_, beta_;
-};
-
-/// The float LayerNorm layer.
-using LayerNorm = basic_layer_norm<float>;
-
-/// Options of `Dropout`.
-struct DropoutOptions {
-  std::uint64_t seed = 0;          ///< seed of the dropout masks (when no generator is given)
-  Generator* generator = nullptr;  ///< seed the masks' generator with one draw from this generator instead
-};
-
-/// Inverted dropout: in training mode each element is zeroed with probability
-/// p and the others are scaled by 1 / (1 - p); in evaluation mode (`eval()`)
-/// the input passes unchanged. The layer owns the generator of its masks, so
-/// a fixed seed gives the same masks on every run.
-template <std::floating_point T>
-class basic_dropout : public basic_module<T> {
- public:
-  using tensor_type = basic_tensor<T>;
-
-  explicit basic_dropout(double p, DropoutOptions options = {})
-      : p_(p), gen_(options.generator ? options.generator->next() : options.seed) {
-    if (!(p >= 0.0 && p <= 1.0)) throw value_error("Dropout: p = " + std::to_string(p) + " is outside [0, 1]");
-  }
-
-  /// x with dropout applied while training; x itself in evaluation mode.
-  tensor_type forward(const tensor_type& x) { return dropout(x, p_, gen_, this->is_training()); }
-  tensor_type operator()(const tensor_type& x) { return forward(x); }
-
-  /// The drop probability.
-  double p() const noexcept { return p_; }
-
-  /// The generator the masks are drawn from (`checkpoint` saves and restores it).
-  Generator& generator() noexcept { return gen_; }
-
- private:
-  double p_;
-  Generator gen_;
-};
-
-/// The float Dropout layer.
-using Dropout = basic_dropout<float>;
 
 }  // namespace tapegrad::nn

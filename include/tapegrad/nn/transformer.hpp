@@ -4,10 +4,14 @@
 #include <concepts>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/nn/attention.hpp"
+#include "tapegrad/nn/detail/options.hpp"
+#include "tapegrad/nn/dropout.hpp"
+#include "tapegrad/nn/layer_norm.hpp"
 #include "tapegrad/nn/linear.hpp"
 #include "tapegrad/nn/module.hpp"
 #include "tapegrad/tensor/creation.hpp"
@@ -17,17 +21,17 @@
 
 namespace tapegrad::nn {
 
-/// The nonlinearity between a feed-forward network's two layers.
-enum class Activation {
-  relu,  ///< max(x, 0), as the operation transformer uses
-  gelu,  ///< GELU, tanh form
-};
+/// The nonlinearity of a feed-forward network: the one `Activation` of
+/// `bias_act` (tensor/elementwise.hpp), so a layer's choice and the fused op's
+/// are the same type.
+using ::tapegrad::Activation;
 
 /// Options of `FeedForward`.
 struct FeedForwardOptions {
   Activation activation = Activation::relu;  ///< the nonlinearity
-  std::uint64_t seed = 0;                    ///< seed of the initial values (when no generator is given)
-  Generator* generator = nullptr;            ///< draw the initial values from this generator instead
+  std::optional<std::uint64_t> seed =
+      std::nullopt;                ///< seed of the initial values; unset: one draw from the default generator
+  Generator* generator = nullptr;  ///< draw the initial values from this generator instead
 };
 
 /// The position-wise feed-forward network of a transformer block:
@@ -40,7 +44,9 @@ class basic_feed_forward : public basic_module<T> {
   using tensor_type = basic_tensor<T>;
 
   basic_feed_forward(index_t d_model, index_t d_ff, FeedForwardOptions options = {}) : activation_(options.activation) {
-    Generator local(options.seed);
+    tapegrad::detail::check_positive("FeedForward", "d_model", static_cast<double>(d_model));
+    tapegrad::detail::check_positive("FeedForward", "d_ff", static_cast<double>(d_ff));
+    Generator local(options.generator ? 0 : tapegrad::detail::layer_seed(options.seed));
     Generator& gen = options.generator ? *options.generator : local;
     fc1_ = this->register_module("fc1", basic_linear<T>(d_model, d_ff, {.generator = &gen}));
     fc2_ = this->register_module("fc2", basic_linear<T>(d_ff, d_model, {.generator = &gen}));
@@ -80,8 +86,9 @@ struct TransformerBlockOptions {
   double dropout = 0;                        ///< dropout on each sublayer's output, before the residual add
   double eps = 1e-5;                         ///< the layer norms' epsilon
   bool keep_attention = true;                ///< keep the last attention weights (see MultiHeadAttention)
-  std::uint64_t seed = 0;                    ///< seed of the initial values (when no generator is given)
-  Generator* generator = nullptr;            ///< draw the initial values from this generator instead
+  std::optional<std::uint64_t> seed =
+      std::nullopt;                ///< seed of the initial values; unset: one draw from the default generator
+  Generator* generator = nullptr;  ///< draw the initial values from this generator instead
 };
 
 /// One transformer block: self-attention and a feed-forward network, each
@@ -108,7 +115,14 @@ class basic_transformer_block : public basic_module<T> {
 
   basic_transformer_block(index_t d_model, index_t heads, TransformerBlockOptions options = {})
       : pre_ln_(options.pre_ln) {
-    Generator local(options.seed);
+    // Every option is checked before the first child is built.
+    basic_multi_head_attention<T>::check_options(d_model, heads, "TransformerBlock");
+    if (options.d_ff < 0)
+      tapegrad::detail::option_error("TransformerBlock", "d_ff", "must be >= 0 (0 means 4 * d_model)",
+                                     static_cast<double>(options.d_ff));
+    tapegrad::detail::check_unit_interval("TransformerBlock", "dropout", options.dropout);
+    tapegrad::detail::check_non_negative("TransformerBlock", "eps", options.eps);
+    Generator local(options.generator ? 0 : tapegrad::detail::layer_seed(options.seed));
     Generator& gen = options.generator ? *options.generator : local;
     const index_t d_ff = options.d_ff > 0 ? options.d_ff : 4 * d_model;
     attn_ = this->register_module(

@@ -41,19 +41,21 @@ class adam_base : public basic_optimizer<T> {
 
   std::string name() const override { return decoupled_ ? "AdamW" : "Adam"; }
 
-  /// t counts the steps taken, this one included (t = 1 on the first step).
+  /// Each parameter has its own t: the updates it received, this one
+  /// included (t = 1 at its first gradient), as in PyTorch, whose state
+  /// "step" is per parameter.
   void step() override {
     ++this->step_;
-    const double t = static_cast<double>(this->step_);
     const T b1 = static_cast<T>(beta1_), b2 = static_cast<T>(beta2_);
-    // Bias corrections undo the zero start of m and v: E[m_t] = (1 - beta1^t) E[g].
-    const T inv_bc1 = static_cast<T>(1.0 / (1.0 - std::pow(beta1_, t)));
-    const T inv_bc2 = static_cast<T>(1.0 / (1.0 - std::pow(beta2_, t)));
     const T lr = static_cast<T>(this->lr_), eps = static_cast<T>(eps_), wd = static_cast<T>(weight_decay_);
     const T shrink = static_cast<T>(1.0 - this->lr_ * weight_decay_);
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
       tensor_type& p = this->params_[i];
-      if (!p.has_grad()) continue;
+      if (!p.has_grad()) continue;  // no gradient: no decay, no moments, no count
+      const double t = static_cast<double>(++this->param_steps_[i]);
+      // Bias corrections undo the zero start of m and v: E[m_t] = (1 - beta1^t) E[g].
+      const T inv_bc1 = static_cast<T>(1.0 / (1.0 - std::pow(beta1_, t)));
+      const T inv_bc2 = static_cast<T>(1.0 / (1.0 - std::pow(beta2_, t)));
       auto w = p.data();
       auto g = p.grad();
       auto m = this->slice(m_, i);
@@ -92,10 +94,10 @@ class adam_base : public basic_optimizer<T> {
         eps_(eps),
         weight_decay_(weight_decay),
         decoupled_(decoupled) {
-    this->check_range(who, "beta1", beta1_, 0, 1, true);
-    this->check_range(who, "beta2", beta2_, 0, 1, true);
-    this->check_range(who, "eps", eps_, 0, std::numeric_limits<double>::max(), false);
-    this->check_range(who, "weight_decay", weight_decay_, 0, std::numeric_limits<double>::max(), false);
+    tapegrad::detail::check_unit_interval(who, "betas.0", beta1_);
+    tapegrad::detail::check_unit_interval(who, "betas.1", beta2_);
+    tapegrad::detail::check_non_negative(who, "eps", eps_);
+    tapegrad::detail::check_non_negative(who, "weight_decay", weight_decay_);
     m_.assign(this->total_size(), T(0));
     v_.assign(this->total_size(), T(0));
   }
@@ -110,7 +112,8 @@ class adam_base : public basic_optimizer<T> {
 
 /// Adam: per-parameter step sizes from running averages of the gradient (m)
 /// and of its square (v), with bias correction. For each parameter w with
-/// gradient g at step t = 1, 2, ...:
+/// gradient g, at its t-th update (t = 1, 2, ..., counted per parameter; a
+/// step at which w has no gradient does not count):
 ///
 ///   g     = g + weight_decay * w           (L2 penalty; 0 by default)
 ///   m     = beta1 * m + (1 - beta1) * g

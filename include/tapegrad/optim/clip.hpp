@@ -7,12 +7,14 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/nn/detail/options.hpp"
 #include "tapegrad/tensor/tensor.hpp"
 
 namespace tapegrad::optim {
 
 /// The L2 norm of all gradients together, sqrt(sum over parameters of |g|^2),
-/// computed in double. Parameters without a gradient count as zero.
+/// computed in double. Parameters without a gradient (`has_grad()` false)
+/// are left out, as PyTorch leaves out a parameter whose gradient is None.
 template <std::floating_point T>
 double grad_norm(const std::vector<basic_tensor<T>>& params) {
   double sum = 0;
@@ -34,7 +36,7 @@ double grad_norm(const std::vector<basic_tensor<T>>& params) {
 ///   double norm = tapegrad::optim::clip_grad_norm(opt.parameters(), 1.0);
 template <std::floating_point T>
 double clip_grad_norm(const std::vector<basic_tensor<T>>& params, double max_norm) {
-  if (!(max_norm > 0)) throw value_error("clip_grad_norm: max_norm = " + std::to_string(max_norm) + " must be > 0");
+  if (!(max_norm > 0)) tapegrad::detail::option_error("clip_grad_norm", "max_norm", "must be > 0", max_norm);
   const double norm = grad_norm(params);
   if (!std::isfinite(norm) || norm <= max_norm) return norm;
   const T scale = static_cast<T>(max_norm / norm);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tapegrad/core/error.hpp"
+#include "tapegrad/nn/detail/options.hpp"
 #include "tapegrad/tensor/tensor.hpp"
 
 namespace tapegrad::optim {
@@ -19,19 +20,23 @@ namespace tapegrad::optim {
 /// the optimizer through these views.
 template <std::floating_point T>
 struct StateBuffer {
-  std::string name;   ///< e.g. "exp_avg.3": the kind of state, then the parameter's position
-  Shape shape;        ///< the parameter's shape
-  T* data = nullptr;  ///< shape.numel() values, owned by the optimizer
+  std::string name;       ///< e.g. "exp_avg.3": the kind of state, then the parameter's position
+  Shape shape;            ///< the parameter's shape
+  T* data = nullptr;      ///< shape.numel() values, owned by the optimizer
+  std::size_t param = 0;  ///< the position of the parameter this buffer belongs to
 };
 
 /// The base of the optimizers: a fixed list of parameters (leaf tensors with
-/// `requires_grad`), a learning rate and a step count.
+/// `requires_grad`), a learning rate, a count of `step()` calls and, per
+/// parameter, a count of the updates it received.
 ///
 /// Every optimizer updates the parameters in place through their `data()`
 /// and `grad()` buffers. Its per-parameter state (moments, momentum buffers)
 /// lives in one contiguous array allocated at construction, so `step()` never
-/// allocates. A parameter that has never received a gradient (`has_grad()` is
-/// false) is skipped by `step()`, as PyTorch skips a parameter whose gradient is None.
+/// allocates. A parameter that received no gradient since its last
+/// `zero_grad()` (`has_grad()` is false) is skipped by `step()` entirely: no
+/// weight decay, no momentum or moment update, no step count, as PyTorch skips
+/// a parameter whose gradient is None.
 ///
 /// The training loop:
 ///
@@ -62,7 +67,8 @@ class basic_optimizer {
   /// Views of the per-parameter state, for checkpoints (empty for plain SGD).
   virtual std::vector<StateBuffer<T>> state() { return {}; }
 
-  /// Sets every parameter's gradient to zero.
+  /// Sets every parameter's gradient "to none" (see `Tensor::zero_grad`):
+  /// until the next backward reaches it, a parameter is skipped by `step()`.
   void zero_grad() {
     for (auto& p : params_) p.zero_grad();
   }
@@ -76,11 +82,26 @@ class basic_optimizer {
     lr_ = lr;
   }
 
-  /// How many times `step()` has run (Adam's t after the step).
+  /// How many times `step()` has run (what a learning-rate schedule counts).
   std::uint64_t step_count() const noexcept { return step_; }
 
-  /// Sets the step count (checkpoints restore it; Adam's bias correction reads it).
+  /// Sets the count of `step()` calls (checkpoints restore it).
   void set_step_count(std::uint64_t n) noexcept { step_ = n; }
+
+  /// How many updates parameter `i` received: the steps at which it had a
+  /// gradient. Adam's bias correction uses this count, t, as PyTorch's does.
+  std::uint64_t param_step_count(std::size_t i) const { return param_steps_.at(i); }
+
+  /// Every parameter's update count, in parameter order.
+  const std::vector<std::uint64_t>& param_step_counts() const noexcept { return param_steps_; }
+
+  /// Sets every parameter's update count (checkpoints restore them).
+  void set_param_step_counts(const std::vector<std::uint64_t>& counts) {
+    if (counts.size() != params_.size())
+      throw value_error(name() + ": set_param_step_counts got " + std::to_string(counts.size()) + " counts for " +
+                        std::to_string(params_.size()) + " parameters");
+    param_steps_ = counts;
+  }
 
   /// The parameters, in the order given at construction.
   const std::vector<tensor_type>& parameters() const noexcept { return params_; }
@@ -103,19 +124,10 @@ class basic_optimizer {
       total += static_cast<std::size_t>(p.numel());
     }
     offsets_.push_back(total);
+    param_steps_.assign(params_.size(), 0);
   }
 
-  static void check_lr(const char* who, double lr) {
-    if (!(lr >= 0) || !std::isfinite(lr))
-      throw value_error(std::string(who) + ": learning rate " + std::to_string(lr) + " must be finite and >= 0");
-  }
-
-  static void check_range(const char* who, const char* what, double x, double lo, double hi, bool hi_open) {
-    const bool ok = x >= lo && (hi_open ? x < hi : x <= hi);
-    if (!ok)
-      throw value_error(std::string(who) + ": " + what + " = " + std::to_string(x) + " is outside [" +
-                        std::to_string(lo) + ", " + std::to_string(hi) + (hi_open ? ")" : "]"));
-  }
+  static void check_lr(const char* who, double lr) { tapegrad::detail::check_non_negative(who, "lr", lr); }
 
   /// Total number of parameter values (the size of one state array).
   std::size_t total_size() const noexcept { return offsets_.back(); }
@@ -123,7 +135,7 @@ class basic_optimizer {
   /// The state views of one array laid out like the parameters: "<kind>.<i>".
   void add_views(std::vector<StateBuffer<T>>& out, const std::string& kind, std::vector<T>& array) const {
     for (std::size_t i = 0; i < params_.size(); ++i)
-      out.push_back({kind + "." + std::to_string(i), params_[i].shape(), array.data() + offsets_[i]});
+      out.push_back({kind + "." + std::to_string(i), params_[i].shape(), array.data() + offsets_[i], i});
   }
 
   /// Parameter i's slice of a state array laid out like the parameters.
@@ -134,7 +146,8 @@ class basic_optimizer {
   std::vector<tensor_type> params_;
   std::vector<std::size_t> offsets_;  // parameter i's state starts at offsets_[i]; the last entry is the total
   double lr_ = 0;
-  std::uint64_t step_ = 0;
+  std::uint64_t step_ = 0;                  // step() calls
+  std::vector<std::uint64_t> param_steps_;  // updates each parameter received
 };
 
 }  // namespace tapegrad::optim

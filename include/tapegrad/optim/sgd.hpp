@@ -44,10 +44,10 @@ class basic_sgd : public basic_optimizer<T> {
   /// An optimizer of `params` (leaves with requires_grad).
   explicit basic_sgd(std::vector<tensor_type> params, SGDOptions options = {})
       : basic_optimizer<T>("SGD", std::move(params), options.lr), options_(options) {
-    this->check_range("SGD", "momentum", options.momentum, 0, 1, false);
-    this->check_range("SGD", "weight_decay", options.weight_decay, 0, std::numeric_limits<double>::max(), false);
-    if (options.nesterov && options.momentum <= 0)
-      throw value_error("SGD: nesterov needs momentum > 0, got momentum = " + std::to_string(options.momentum));
+    tapegrad::detail::check_non_negative("SGD", "momentum", options.momentum);
+    tapegrad::detail::check_non_negative("SGD", "weight_decay", options.weight_decay);
+    if (options.nesterov && !(options.momentum > 0))
+      tapegrad::detail::option_error("SGD", "momentum", "must be > 0 with nesterov", options.momentum);
     if (options.momentum > 0) buffer_.assign(this->total_size(), T(0));
   }
 
@@ -63,7 +63,8 @@ class basic_sgd : public basic_optimizer<T> {
     const T mu = static_cast<T>(options_.momentum);
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
       tensor_type& p = this->params_[i];
-      if (!p.has_grad()) continue;
+      if (!p.has_grad()) continue;  // no gradient: no decay, no momentum, no count
+      ++this->param_steps_[i];
       auto w = p.data();
       auto g = p.grad();
       if (buffer_.empty()) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <mutex>
 #include <numbers>
 #include <random>
 #include <string>
@@ -135,8 +136,8 @@ basic_tensor<T> from(std::initializer_list<std::initializer_list<std::type_ident
 ///   m << 1, 2, 3, 4, 5, 6;
 ///   Tensor t = tapegrad::from(m);             // [2, 3], t.at({0, 2}) == 3
 template <class Derived>
-  requires std::floating_point<typename Derived::Scalar>
-basic_tensor<typename Derived::Scalar> from(const Eigen::DenseBase<Derived>& m, bool requires_grad = false) {
+requires std::floating_point<typename Derived::Scalar> basic_tensor<typename Derived::Scalar> from(
+    const Eigen::DenseBase<Derived>& m, bool requires_grad = false) {
   using T = typename Derived::Scalar;
   const auto rows = static_cast<index_t>(m.rows()), cols = static_cast<index_t>(m.cols());
   std::vector<T> v(static_cast<std::size_t>(rows * cols));
@@ -206,6 +207,49 @@ class Generator {
   bool has_spare_ = false;
 };
 
+// ---- the process-wide default generator ----------------------------------
+
+namespace detail {
+
+/// The default generator behind a lock; its seed before any manual_seed()
+/// is fixed, so a program gives the same numbers on every run.
+struct default_generator_state {
+  static constexpr std::uint64_t initial_seed = 0x9e3779b97f4a7c15ULL;
+  std::mutex mutex;
+  Generator gen{initial_seed};
+};
+
+inline default_generator_state& default_generator() {
+  static default_generator_state state;
+  return state;
+}
+
+}  // namespace detail
+
+/// Restarts the process-wide default generator from `seed`, as
+/// torch.manual_seed does. Every layer built without a seed or a Generator
+/// draws its initial values from it, as do `normal()` and `uniform()`
+/// without a Generator. Thread-safe; two runs of the same program after the
+/// same manual_seed build the same model, bit for bit.
+///
+/// Example:
+///   tapegrad::manual_seed(7);
+///   tapegrad::nn::Linear a(4, 4), b(4, 4);   // differ from each other; the same on every run
+inline void manual_seed(std::uint64_t seed) {
+  auto& d = detail::default_generator();
+  std::lock_guard lock(d.mutex);
+  d.gen.seed(seed);
+}
+
+/// One 64-bit draw from the default generator (thread-safe). A layer without
+/// a seed or a Generator seeds its own generator with one such draw, so two
+/// such layers differ and a manual_seed() before them reproduces both.
+inline std::uint64_t default_generator_seed() {
+  auto& d = detail::default_generator();
+  std::lock_guard lock(d.mutex);
+  return d.gen.next();
+}
+
 /// A leaf with values drawn from N(mean, std^2).
 template <std::floating_point T = float>
 basic_tensor<T> normal(const Shape& shape, Generator& gen, double mean = 0.0, double std = 1.0) {
@@ -222,6 +266,22 @@ basic_tensor<T> uniform(const Shape& shape, Generator& gen, double lo = 0.0, dou
   std::vector<T> v(static_cast<std::size_t>(shape.numel()));
   for (T& x : v) x = static_cast<T>(lo + (hi - lo) * gen.uniform());
   return basic_tensor<T>(shape, std::move(v));
+}
+
+/// A leaf drawn from N(mean, std^2) with the default generator (see manual_seed).
+template <std::floating_point T = float>
+basic_tensor<T> normal(const Shape& shape, double mean = 0.0, double std = 1.0) {
+  auto& d = detail::default_generator();
+  std::lock_guard lock(d.mutex);
+  return normal<T>(shape, d.gen, mean, std);
+}
+
+/// A leaf drawn uniformly from [lo, hi) with the default generator (see manual_seed).
+template <std::floating_point T = float>
+basic_tensor<T> uniform(const Shape& shape, double lo = 0.0, double hi = 1.0) {
+  auto& d = detail::default_generator();
+  std::lock_guard lock(d.mutex);
+  return uniform<T>(shape, d.gen, lo, hi);
 }
 
 /// Fan-in and fan-out of a weight, for the scaled initialisers.

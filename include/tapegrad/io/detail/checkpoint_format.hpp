@@ -29,8 +29,11 @@ namespace tapegrad::detail {
 
 /// The first 8 bytes of every checkpoint.
 inline constexpr unsigned char checkpoint_magic[8] = {0x89, 'T', 'G', 'C', 'K', 'P', 'T', '\n'};
-/// The format version this build writes and reads.
-inline constexpr std::uint32_t checkpoint_version = 1;
+/// The format version this build writes. Version 2 added the optimizer's
+/// per-parameter step counts ("param_steps").
+inline constexpr std::uint32_t checkpoint_version = 2;
+/// The oldest version this build still reads.
+inline constexpr std::uint32_t checkpoint_oldest_version = 1;
 /// magic (8) + version (4) + record count (4) + payload size (8).
 inline constexpr std::size_t checkpoint_header_size = 24;
 
