@@ -138,7 +138,7 @@ bool graph_is_parameter(const basic_value<T>& v) {
 // The position-based name of a node: "matmul#4", "leaf", "mul#7", "leaf#2".
 template <class T>
 std::string graph_position_name(const basic_tensor<T>& t) {
-  return t.is_leaf() ? std::string("leaf") : t.op() + "#" + std::to_string(t.node_index());
+  return t.is_leaf() ? std::string("leaf") : t.op() + "#" + std::to_string(access<basic_tensor<T>>::node_index(t));
 }
 template <class T>
 std::string graph_position_name(const basic_value<T>& v) {
