@@ -40,17 +40,19 @@ class SeededChoices final : public Choices {
   std::mt19937_64 gen_;
 };
 
-/// Decisions read from a byte string, eight bytes at a time; zero once it is
-/// used up, so every input decodes to some program.
+/// Decisions read from a byte string, two bytes each (a short input still
+/// makes a program of many nodes), spread over 64 bits by an odd multiplier so
+/// that both small choices and the high bits `uniform` reads depend on them;
+/// zero once the string is used up, so every input decodes to some program.
 class ByteChoices final : public Choices {
  public:
   ByteChoices(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
   std::uint64_t next() override {
     std::uint64_t v = 0;
-    const std::size_t n = size_ - pos_ < 8 ? size_ - pos_ : 8;
+    const std::size_t n = size_ - pos_ < 2 ? size_ - pos_ : 2;
     if (n > 0) std::memcpy(&v, data_ + pos_, n);
     pos_ += n;
-    return v;
+    return v * 0x9E3779B97F4A7C15ULL;
   }
 
  private:
