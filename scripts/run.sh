@@ -3,8 +3,9 @@
 #
 # Build and run tapegrad through its CMake presets.
 #
-#   scripts/run.sh test            configure, build and test presets dev, then asan;
-#                                  then check the compile-time budget
+#   scripts/run.sh test            configure, build and test presets dev, then asan, then the
+#                                  threaded tests under tsan; then check the compile-time budget
+#   scripts/run.sh fuzz [seconds]  build the libFuzzer target (clang) and run it (default 60 s)
 #   scripts/run.sh example [args]  build the release preset and run the main example (transformer)
 #   scripts/run.sh example NAME [args]
 #                                  build and run examples/NAME; an unknown NAME lists the examples
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: scripts/run.sh example [NAME]|test|bench [extra args for the example or benchmarks]" >&2
+  echo "usage: scripts/run.sh example [NAME]|test|bench|fuzz [extra args for the example or benchmarks; seconds to fuzz]" >&2
   exit 2
 }
 
@@ -68,8 +69,28 @@ case "$mode" in
       phase "test ($preset)"
       ctest --preset "$preset" --output-on-failure -j 2
     done
+    # ThreadSanitizer on the threaded tests only (the preset builds test_threads alone).
+    phase "configure (tsan)"
+    cmake --preset tsan
+    phase "build (tsan)"
+    cmake --build --preset tsan -j "$jobs"
+    phase "test (tsan)"
+    ctest --preset tsan --output-on-failure
     phase "compile time (budget: 1.5x benchmarks/compile_time.txt)"
     scripts/compile_time.sh
+    ;;
+
+  fuzz)
+    ensure_packages "${packages[@]}" clang libclang-rt-14-dev
+    seconds=${1:-60}
+    phase "configure (fuzz)"
+    cmake --preset fuzz
+    phase "build (fuzz)"
+    cmake --build --preset fuzz -j "$jobs"
+    mkdir -p build/fuzz/corpus
+    phase "run fuzz_graphs for ${seconds} s"
+    build/fuzz/fuzz/fuzz_graphs -max_total_time="$seconds" -timeout=10 -max_len=512 \
+      -artifact_prefix=build/fuzz/ build/fuzz/corpus
     ;;
 
   example)
