@@ -228,10 +228,10 @@ double grad_sq(const basic_value<T>& p) {
 // Saves the parameters' gradients, zeroes them, and puts them back when done,
 // so that routing leaves what the user accumulated untouched.
 template <class T>
-struct saved_grads {
+struct routing_saved_grads {
   const std::vector<std::pair<std::string, basic_tensor<T>>>& params;
   std::vector<std::vector<T>> keep;
-  explicit saved_grads(const std::vector<std::pair<std::string, basic_tensor<T>>>& p) : params(p) {
+  explicit routing_saved_grads(const std::vector<std::pair<std::string, basic_tensor<T>>>& p) : params(p) {
     for (const auto& [name, t] : params) {
       keep.emplace_back();
       if (t.has_grad()) keep.back().assign(t.grad().data(), t.grad().data() + t.numel());
@@ -240,7 +240,7 @@ struct saved_grads {
   void zero() {
     for (auto& [name, t] : params) const_cast<basic_tensor<T>&>(t).zero_grad();
   }
-  ~saved_grads() {
+  ~routing_saved_grads() {
     for (std::size_t i = 0; i < params.size(); ++i) {
       auto& t = const_cast<basic_tensor<T>&>(params[i].second);
       if (keep[i].empty())
@@ -251,16 +251,16 @@ struct saved_grads {
   }
 };
 template <class T>
-struct saved_grads_scalar {
+struct routing_saved_grads_scalar {
   const std::vector<std::pair<std::string, basic_value<T>>>& params;
   std::vector<T> keep;
-  explicit saved_grads_scalar(const std::vector<std::pair<std::string, basic_value<T>>>& p) : params(p) {
+  explicit routing_saved_grads_scalar(const std::vector<std::pair<std::string, basic_value<T>>>& p) : params(p) {
     for (const auto& [name, v] : params) keep.push_back(v.grad());
   }
   void zero() {
     for (auto& [name, v] : params) const_cast<basic_value<T>&>(v).zero_grad();
   }
-  ~saved_grads_scalar() {
+  ~routing_saved_grads_scalar() {
     zero();
     // On a leaf, backward(seed) adds the seed to its gradient.
     for (std::size_t i = 0; i < params.size(); ++i) params[i].second.backward(keep[i]);
@@ -286,7 +286,9 @@ RoutingTable routing_impl(const std::vector<std::pair<std::string, H>>& losses,
   }
   const auto barrier_names = graph_names(names);
   Saved saved(params);
-  for (const auto& [loss_name, loss] : losses) {
+  for (const auto& named_loss : losses) {
+    const auto& loss_name = named_loss.first;
+    const auto& loss = named_loss.second;
     table.losses.push_back(loss_name);
     std::vector<RouteCell> row(table.groups.size());
     // Structure: which parameters a barrier-free path reaches, and which lie behind which barrier.
@@ -342,7 +344,7 @@ using NamedValues = std::vector<std::pair<std::string, basic_value<T>>>;
 template <std::floating_point T>
 RoutingTable routing(const NamedTensors<T>& losses, const NamedTensors<T>& params, const RoutingOptions& options = {},
                      const NamedTensors<T>& names = {}) {
-  return detail::routing_impl<basic_tensor<T>, detail::saved_grads<T>>(losses, params, options, names);
+  return detail::routing_impl<basic_tensor<T>, detail::routing_saved_grads<T>>(losses, params, options, names);
 }
 /// `routing` for float tensors given as braced lists.
 inline RoutingTable routing(const NamedTensors<float>& losses, const NamedTensors<float>& params,
@@ -354,7 +356,7 @@ inline RoutingTable routing(const NamedTensors<float>& losses, const NamedTensor
 template <std::floating_point T>
 RoutingTable routing(const NamedValues<T>& losses, const NamedValues<T>& params, const RoutingOptions& options = {},
                      const NamedValues<T>& names = {}) {
-  return detail::routing_impl<basic_value<T>, detail::saved_grads_scalar<T>>(losses, params, options, names);
+  return detail::routing_impl<basic_value<T>, detail::routing_saved_grads_scalar<T>>(losses, params, options, names);
 }
 /// `routing` for double values given as braced lists.
 inline RoutingTable routing(const NamedValues<double>& losses, const NamedValues<double>& params,

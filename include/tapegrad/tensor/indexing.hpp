@@ -35,7 +35,9 @@ template <bool Min, class T>
 std::vector<index_t> arg_extreme(const char* op, const basic_tensor<T>& x, int axis) {
   const Shape& s = x.shape();
   const int d = normalize_dim(op, axis, s.rank());
-  const auto [outer, len, inner] = split_at(s, d);
+  // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+  const std::array<index_t, 3> parts_ = split_at(s, d);
+  const index_t outer = parts_[0], len = parts_[1], inner = parts_[2];
   if (len == 0)
     throw value_error(std::string(op) + ": dimension " + std::to_string(d) + " of " + s.str() + " is empty");
   const T* p = x.data().data();

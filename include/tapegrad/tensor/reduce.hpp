@@ -75,7 +75,9 @@ basic_tensor<T> scaled_sum(const char* name, const basic_tensor<T>& x, const red
         auto y = c.out_vec();
         if (axis >= 0) {
           // [outer, n, inner]: each outer block is an n x inner matrix summed down its columns.
-          const auto [outer, len, inner] = split_at(in, axis);
+          // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+          const std::array<index_t, 3> parts_ = split_at(in, axis);
+          const index_t outer = parts_[0], len = parts_[1], inner = parts_[2];
           if (inner == 1) {
             y = Eigen::Map<const Arr>(c.in(0), outer, len).rowwise().sum() * scale;
           } else {
@@ -194,7 +196,9 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
     if (axis == every_axis) throw value_error(std::string(name) + ": shape " + in.str() + " has no elements");
     throw value_error(std::string(name) + ": the reduced axis of shape " + in.str() + " is empty");
   }
-  const auto [outer, len, inner] = split;
+  // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+  const std::array<index_t, 3> parts_ = split;
+  const index_t outer = parts_[0], len = parts_[1], inner = parts_[2];
   return make_op<T>(
       name, g.out, {x},
       [=](OpContext<T>& c) {

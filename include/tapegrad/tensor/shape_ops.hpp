@@ -245,7 +245,9 @@ basic_tensor<T> narrow(const basic_tensor<T>& x, int dim, index_t start, index_t
                       " of shape " + in.str());
   detail::extents out(in);
   out[d] = length;
-  const auto [outer, n, inner] = detail::split_at(in, d);
+  // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+  const std::array<index_t, 3> parts_ = detail::split_at(in, d);
+  const index_t outer = parts_[0], n = parts_[1], inner = parts_[2];
   return make_op<T>(
       "narrow", out.shape(), {x},
       [=](OpContext<T>& c) {
@@ -294,7 +296,9 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, int dim) {
     out[d] += s[d];
   }
   const Shape os = out.shape();
-  const auto [outer, total, inner] = detail::split_at(os, d);
+  // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+  const std::array<index_t, 3> parts_ = detail::split_at(os, d);
+  const index_t outer = parts_[0], total = parts_[1], inner = parts_[2];
   (void)total;
   return make_op<T>(
       "concat", os, xs,
@@ -425,7 +429,9 @@ basic_tensor<T> index_select(const basic_tensor<T>& x, int dim, const std::vecto
   detail::extents out(in);
   const auto count = static_cast<index_t>(indices.size());
   out[d] = count;
-  const auto [outer, n, inner] = detail::split_at(in, d);
+  // Plain copies rather than a structured binding: lambdas capture them (clang before 16 cannot).
+  const std::array<index_t, 3> parts_ = detail::split_at(in, d);
+  const index_t outer = parts_[0], n = parts_[1], inner = parts_[2];
   const index_t* caller_indices = indices.data();
   return make_op<T>(
       "index_select", out.shape(), {x},
