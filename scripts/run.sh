@@ -60,7 +60,9 @@ packages=(cmake g++ ninja-build libeigen3-dev doctest-dev libcli11-dev)
 case "$mode" in
   test)
     # Open MPI for the distributed tests (label mpi, dev preset only).
-    ensure_packages "${packages[@]}" openmpi-bin libopenmpi-dev
+    ensure_packages "${packages[@]}" openmpi-bin libopenmpi-dev clang-format
+    phase "format (.clang-format)"
+    git ls-files -z -- '*.hpp' '*.cpp' | xargs -0 clang-format --dry-run --Werror
     for preset in dev asan; do
       phase "configure ($preset)"
       cmake --preset "$preset"

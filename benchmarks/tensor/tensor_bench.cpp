@@ -298,9 +298,7 @@ TapegradCase tapegrad_case(const std::string& op) {
   } else if (op == "cross_entropy") {
     Tensor x = leaf(in.logits, {kRows, kVocab}, true);
     c.leaves = {x};
-    c.step = [x] {
-      tapegrad::cross_entropy(x, std::span<const index_t>(inputs().targets)).backward();
-    };
+    c.step = [x] { tapegrad::cross_entropy(x, std::span<const index_t>(inputs().targets)).backward(); };
   } else {  // attention
     Tensor q = leaf(in.q, kAttentionShape, true), k = leaf(in.k, kAttentionShape, true),
            v = leaf(in.v, kAttentionShape, true);
@@ -731,9 +729,10 @@ int main(int argc, char** argv) {
     print_ratio(l, p);
     std::printf(" %7ld\n", tapegrad_allocations(op));
   }
-  std::printf("\ntg/prim: tapegrad forward+backward over the Eigen forward alone; tg/man: over forward+backward\n"
-              "written by hand in Eigen (the framework's overhead); tg/torch: over libtorch's forward+backward\n"
-              "(below 1: tapegrad is faster); allocs: heap allocations in one warm tapegrad forward+backward.\n");
+  std::printf(
+      "\ntg/prim: tapegrad forward+backward over the Eigen forward alone; tg/man: over forward+backward\n"
+      "written by hand in Eigen (the framework's overhead); tg/torch: over libtorch's forward+backward\n"
+      "(below 1: tapegrad is faster); allocs: heap allocations in one warm tapegrad forward+backward.\n");
 #if TAPEGRAD_BENCH_TRANSFORMER
   {
     long allocations = 0;

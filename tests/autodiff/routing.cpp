@@ -99,7 +99,8 @@ TEST_CASE("routing: tensors, groups by prefix, an unnamed barrier by op and posi
     CHECK(t.at("total", "encoder").grad_norm == t.at("enc", "encoder").grad_norm);
     REQUIRE(t.at("head", "encoder").cut_by.size() == 1);
     // No name given: the barrier is named by its op and tape position.
-    CHECK(t.at("head", "encoder").cut_by[0] == "stop_gradient#" + std::to_string(tapegrad::detail::access<decltype(stopped)>::node_index(stopped)));
+    CHECK(t.at("head", "encoder").cut_by[0] ==
+          "stop_gradient#" + std::to_string(tapegrad::detail::access<decltype(stopped)>::node_index(stopped)));
   }
   SUBCASE("a named barrier, groups by depth 2 and by prefix") {
     const auto t2 = tapegrad::routing({{"head", loss_head}}, params, {.depth = 2}, {{"feature barrier", stopped}});

@@ -295,9 +295,9 @@ TEST_CASE("lifetime: every backward() starts all intermediates at zero, before a
   Tape tape;
   Tape::Scope use(tape);
   Value x = 2.0, y = 3.0;
-  Value a = x * y;           // 6
-  Value l1 = a * a;          // recorded before l2's nodes
-  Value yy = y * y;          // after l1: only l2 reads it
+  Value a = x * y;   // 6
+  Value l1 = a * a;  // recorded before l2's nodes
+  Value yy = y * y;  // after l1: only l2 reads it
   Value l2 = exp(a) + yy;
   l2.backward();
   REQUIRE(yy.grad() == 1.0);

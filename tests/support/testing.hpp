@@ -45,8 +45,8 @@ std::string message_of(F&& f) {
 }  // namespace tapegrad::testing
 
 /// Checks a gradcheck result and shows its report (worst entry, both gradients) on failure.
-#define CHECK_GRADCHECK(result)                  \
-  do {                                           \
-    const auto tg_result_ = (result);            \
+#define CHECK_GRADCHECK(result)                            \
+  do {                                                     \
+    const auto tg_result_ = (result);                      \
     CHECK_MESSAGE(tg_result_.passed, tg_result_.report()); \
   } while (0)

@@ -192,12 +192,12 @@ struct TinyModel {
   }
 
   float step(tapegrad::Tape& tape) {
-    Tensor x = embedding(table, tokens, Shape{batch, seq});                    // [4, 8, 16]
+    Tensor x = embedding(table, tokens, Shape{batch, seq});  // [4, 8, 16]
     Tensor h = layer_norm(x, gamma, beta);
     Tensor att = scaled_dot_product_attention(matmul(h, wq), matmul(h, wk), matmul(h, wv), true);
-    Tensor r = x + att;                                                        // residual
-    Tensor f = dropout(relu(matmul(r, w1) + b1), 0.1, gen);                    // [4, 8, 32]
-    Tensor logits = matmul(f, w2) + b2;                                        // [4, 8, 12]
+    Tensor r = x + att;                                      // residual
+    Tensor f = dropout(relu(matmul(r, w1) + b1), 0.1, gen);  // [4, 8, 32]
+    Tensor logits = matmul(f, w2) + b2;                      // [4, 8, 12]
     Tensor loss = cross_entropy(logits, targets);
     loss.backward();
     const float value = loss.item();

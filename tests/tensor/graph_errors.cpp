@@ -131,7 +131,7 @@ TEST_CASE("the printed tensor graph: one row per tensor") {
 
   const std::string dot = to_dot(loss);
   CHECK(dot.rfind("digraph tape {", 0) == 0);
-  CHECK(dot.find("t2 -> t3") != std::string::npos);  // add feeds relu
+  CHECK(dot.find("t2 -> t3") != std::string::npos);             // add feeds relu
   CHECK(dot.find("fillcolor=lightblue") != std::string::npos);  // b wants a gradient
 }
 
@@ -143,9 +143,9 @@ TEST_CASE("value_and_grad for tensor functions") {
   CHECK(g[1].to_vector() == V{1, 2});
   CHECK(grad([](const std::vector<DTensor>& x) { return mean(x[0]); }, std::vector<DTensor>{from<double>({5, 7})})[0]
             .to_vector() == V{0.5, 0.5});
-  CHECK_THROWS_AS(value_and_grad([](const std::vector<DTensor>& x) { return x[0]; },
-                                 std::vector<DTensor>{from<double>({1, 2})}),
-                  shape_error);
+  CHECK_THROWS_AS(
+      value_and_grad([](const std::vector<DTensor>& x) { return x[0]; }, std::vector<DTensor>{from<double>({1, 2})}),
+      shape_error);
 }
 
 TEST_CASE("errors name the operation and the offending values") {
@@ -160,29 +160,34 @@ TEST_CASE("errors name the operation and the offending values") {
     CHECK(message_of<shape_error>([&] { return where(b, a, a); }).rfind("where: [4] and [2, 3]", 0) == 0);
   }
   SUBCASE("matmul names both shapes") {
-    CHECK(message_of<shape_error>([] { return matmul(zeros<double>({8, 64}), zeros<double>({32, 20})); }) ==
-          "matmul: [8, 64] x [32, 20]: inner dimensions differ (64 vs 32)");
+    CHECK(message_of<shape_error>([] {
+            return matmul(zeros<double>({8, 64}), zeros<double>({32, 20}));
+          }) == "matmul: [8, 64] x [32, 20]: inner dimensions differ (64 vs 32)");
     CHECK(message_of<shape_error>([] {
             return matmul(zeros<double>({8, 64}), zeros<double>({20, 32}), {.transpose_b = true});
           }) == "matmul: [8, 64] x [20, 32]^T: inner dimensions differ (64 vs 32)");
-    CHECK(message_of<shape_error>([] { return matmul(zeros<double>({2, 3, 4}), zeros<double>({5, 4, 6})); }) ==
-          "matmul: [2, 3, 4] x [5, 4, 6]: batch dimensions [2] and [5] do not broadcast");
+    CHECK(message_of<shape_error>([] {
+            return matmul(zeros<double>({2, 3, 4}), zeros<double>({5, 4, 6}));
+          }) == "matmul: [2, 3, 4] x [5, 4, 6]: batch dimensions [2] and [5] do not broadcast");
     CHECK_THROWS_AS(matmul(zeros<double>({}), a), shape_error);
   }
   SUBCASE("a reshape that cannot be") {
-    CHECK(message_of<shape_error>([&] { return reshape(a, {4, 2}); }) ==
-          "reshape: [2, 3] (6 elements) to [4, 2]: the element counts differ");
-    CHECK(message_of<shape_error>([&] { return reshape(a, {-1, -1}); }).find("more than one -1") !=
-          std::string::npos);
-    CHECK(message_of<shape_error>([&] { return reshape(a, {4, -1}); }).find("no extent for -1 fits") !=
-          std::string::npos);
+    CHECK(message_of<shape_error>([&] {
+            return reshape(a, {4, 2});
+          }) == "reshape: [2, 3] (6 elements) to [4, 2]: the element counts differ");
+    CHECK(message_of<shape_error>([&] { return reshape(a, {-1, -1}); }).find("more than one -1") != std::string::npos);
+    CHECK(message_of<shape_error>([&] {
+            return reshape(a, {4, -1});
+          }).find("no extent for -1 fits") != std::string::npos);
     CHECK(message_of<shape_error>([&] { return reshape(a, {-2, -3}); }).find("negative extent") != std::string::npos);
-    CHECK(message_of<shape_error>([&] { return reshape(a, {1, 1, 1, 2, 3}); }).find("rank above 4") !=
-          std::string::npos);
+    CHECK(message_of<shape_error>([&] {
+            return reshape(a, {1, 1, 1, 2, 3});
+          }).find("rank above 4") != std::string::npos);
   }
   SUBCASE("an index out of range names the index and the bound") {
-    CHECK(message_of<index_error>([&] { return index_select(a, 1, {0, 3}); }) ==
-          "index_select: index 3 (position 1) out of range [0, 3) for dimension 1 of shape [2, 3]");
+    CHECK(message_of<index_error>([&] {
+            return index_select(a, 1, {0, 3});
+          }) == "index_select: index 3 (position 1) out of range [0, 3) for dimension 1 of shape [2, 3]");
     CHECK(message_of<index_error>([&] { return index_select(a, 0, {-1}); }).find("index -1") != std::string::npos);
     CHECK(message_of<index_error>([&] { return narrow(a, 1, 2, 2); }) ==
           "narrow: window [2, 4) out of range [0, 3) in dimension 1 of shape [2, 3]");
@@ -200,26 +205,31 @@ TEST_CASE("errors name the operation and the offending values") {
     CHECK_THROWS_AS(permute(a, {0}), shape_error);
   }
   SUBCASE("pieces that do not fit") {
-    CHECK(message_of<shape_error>([&] { return concat(std::vector<DTensor>{a, zeros<double>({3, 2})}, 0); }) ==
-          "concat: [2, 3] and [3, 2] (tensor 1) differ outside dimension 0");
+    CHECK(message_of<shape_error>([&] {
+            return concat(std::vector<DTensor>{a, zeros<double>({3, 2})}, 0);
+          }) == "concat: [2, 3] and [3, 2] (tensor 1) differ outside dimension 0");
     CHECK_THROWS_AS(concat(std::vector<DTensor>{}, 0), value_error);
-    CHECK(message_of<shape_error>([&] { return split(a, std::vector<index_t>{1, 1}, 1); }) ==
-          "split: pieces summing to 2 do not cover extent 3 of dimension 1 of shape [2, 3]");
+    CHECK(message_of<shape_error>([&] {
+            return split(a, std::vector<index_t>{1, 1}, 1);
+          }) == "split: pieces summing to 2 do not cover extent 3 of dimension 1 of shape [2, 3]");
     CHECK_THROWS_AS(split(a, 0, 1), value_error);
-    CHECK(message_of<value_error>([&] { return split(a, std::vector<index_t>{4, -1}, 1); }) ==
-          "split: negative piece size -1");
+    CHECK(message_of<value_error>([&] {
+            return split(a, std::vector<index_t>{4, -1}, 1);
+          }) == "split: negative piece size -1");
     CHECK_THROWS_AS(bias_act(a, b, Activation::relu), shape_error);
   }
   SUBCASE("bad values") {
     CHECK(message_of<value_error>([&] { return clamp(a, 1.0, -1.0); }).rfind("clamp: lo", 0) == 0);
     CHECK(message_of<value_error>([] { return max(zeros<double>({0})); }) == "max: shape [0] has no elements");
-    CHECK(message_of<value_error>([] { return logsumexp(zeros<double>({2, 0, 3}), 1); }) ==
-          "logsumexp: the reduced axis of shape [2, 0, 3] is empty");
+    CHECK(message_of<value_error>([] {
+            return logsumexp(zeros<double>({2, 0, 3}), 1);
+          }) == "logsumexp: the reduced axis of shape [2, 0, 3] is empty");
     Generator gen(1);
     CHECK(message_of<value_error>([&] { return xavier_uniform({5}, gen); }) ==
           "xavier_uniform: shape [5] has fewer than 2 dimensions, so fan_in and fan_out are undefined");
-    CHECK(message_of<value_error>([&] { return kaiming_normal({0, 5}, gen); }) ==
-          "kaiming_normal: shape [0, 5] has a fan of 0");
+    CHECK(message_of<value_error>([&] {
+            return kaiming_normal({0, 5}, gen);
+          }) == "kaiming_normal: shape [0, 5] has a fan of 0");
     CHECK(message_of<value_error>([&] { return normal({2}, gen, 0.0, -1.0); }).rfind("normal: standard deviation", 0) ==
           0);
     CHECK(message_of<value_error>([&] { return uniform({2}, gen, 1.0, 0.0); }).rfind("uniform: lo", 0) == 0);
@@ -244,7 +254,7 @@ TEST_CASE("lifetime: a child handle to a leaf owns the leaf's storage") {
     DTensor y = w * 2.0;
     c = y.children()[0];
     CHECK(c.same_as(w));
-  }  // w's own handle is gone
+  }              // w's own handle is gone
   tape.clear();  // and the record that held it too
   CHECK(c.is_alive());
   CHECK(c.to_vector() == V{1, 2, 3});
@@ -380,9 +390,7 @@ TEST_CASE("gradcheck: stopped values held fixed make a graph with barriers check
     CHECK_FALSE(r.passed);
     CHECK(r.analytic == doctest::Approx(r.numeric / 2));  // x against 2x
   }
-  SUBCASE("holding the stopped values fixed, they agree") {
-    CHECK_GRADCHECK(gradcheck(f, x, {.hold_stopped = true}));
-  }
+  SUBCASE("holding the stopped values fixed, they agree") { CHECK_GRADCHECK(gradcheck(f, x, {.hold_stopped = true})); }
   SUBCASE("a function that changes its stop_gradient calls is refused") {
     int calls = 0;
     auto g = [&](const std::vector<DTensor>& v) {

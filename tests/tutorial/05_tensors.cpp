@@ -93,8 +93,7 @@ TEST_CASE("tutorial 5.4: trust, but check: gradcheck in double precision") {
   // The same layer on random numbers, with a batch of 4 rows: gradcheck
   // compares the tape's gradients with finite differences.
   using tapegrad::testing::random_tensor;
-  auto r = tapegrad::gradcheck(
-      [](const auto& in) { return tapegrad::matmul(in[0], in[1]) + in[2]; },
-      {random_tensor({4, 3}, 1), random_tensor({3, 2}, 2), random_tensor({2}, 3)});
+  auto r = tapegrad::gradcheck([](const auto& in) { return tapegrad::matmul(in[0], in[1]) + in[2]; },
+                               {random_tensor({4, 3}, 1), random_tensor({3, 2}, 2), random_tensor({2}, 3)});
   CHECK_MESSAGE(r.passed, r.report());
 }

@@ -118,13 +118,13 @@ TEST_CASE("tutorial 8.2: ReLU zeroes the gradient where its input was negative")
     const Tensor g = tapegrad::normal<float>({3, 4}, gen);  // dL/dout
     out.backward(g);
 
-    const Mat dhidden = g.matrix() * w2.matrix().transpose();            // dL/dhidden = dout W2^T
-    const Mat dz = dhidden.cwiseProduct((z.matrix().array() > 0).cast<float>().matrix());  // ReLU's gate
+    const Mat dhidden = g.matrix() * w2.matrix().transpose();                                // dL/dhidden = dout W2^T
+    const Mat dz = dhidden.cwiseProduct((z.matrix().array() > 0).cast<float>().matrix());    // ReLU's gate
     CHECK(max_abs_diff(grad_matrix(w2), hidden.matrix().transpose() * g.matrix()) < 1e-5f);  // hidden^T dout
-    CHECK(max_abs_diff(grad_matrix(b2), g.matrix().colwise().sum()) < 1e-5f);               // summed over rows
+    CHECK(max_abs_diff(grad_matrix(b2), g.matrix().colwise().sum()) < 1e-5f);                // summed over rows
     CHECK(max_abs_diff(grad_matrix(w1), x.matrix().transpose() * dz) < 1e-5f);               // x^T dz
     CHECK(max_abs_diff(grad_matrix(b1), dz.colwise().sum()) < 1e-5f);
-    CHECK(max_abs_diff(grad_matrix(x), dz * w1.matrix().transpose()) < 1e-5f);              // dz W1^T
+    CHECK(max_abs_diff(grad_matrix(x), dz * w1.matrix().transpose()) < 1e-5f);  // dz W1^T
   }
 }
 
@@ -145,8 +145,7 @@ TEST_CASE("tutorial 8.3: layer norm's gradients") {
   y.backward(Tensor(Shape{2, 4}, {0.5f, -0.3f, 0.2f, -0.8f, 0.1f, 0.4f, -0.2f, 0.3f}));
 
   SUBCASE("dbeta sums the upstream gradient over the rows") {
-    CHECK(beta.grad_tensor().to_vector() ==
-          std::vector<float>{0.5f + 0.1f, -0.3f + 0.4f, 0.2f - 0.2f, -0.8f + 0.3f});
+    CHECK(beta.grad_tensor().to_vector() == std::vector<float>{0.5f + 0.1f, -0.3f + 0.4f, 0.2f - 0.2f, -0.8f + 0.3f});
   }
 
   SUBCASE("dgamma sums upstream * xhat over the rows") {
@@ -175,10 +174,10 @@ TEST_CASE("tutorial 8.3: layer norm's gradients") {
   }
 
   SUBCASE("and the whole rule passes the gradient check") {
-    auto r = tapegrad::gradcheck([](const std::vector<DTensor>& in) { return layer_norm(in[0], in[1], in[2]); },
-                                 {tapegrad::testing::random_tensor({3, 6}, 1, -2, 2),
-                                  tapegrad::testing::random_tensor({6}, 2, 0.5, 1.5),
-                                  tapegrad::testing::random_tensor({6}, 3)});
+    auto r = tapegrad::gradcheck(
+        [](const std::vector<DTensor>& in) { return layer_norm(in[0], in[1], in[2]); },
+        {tapegrad::testing::random_tensor({3, 6}, 1, -2, 2), tapegrad::testing::random_tensor({6}, 2, 0.5, 1.5),
+         tapegrad::testing::random_tensor({6}, 3)});
     CHECK_MESSAGE(r.passed, r.report());
   }
 }
@@ -203,12 +202,12 @@ HandAttention attention_by_hand(const Mat& q, const Mat& k, const Mat& v, const 
       for (Eigen::Index j = i + 1; j < s.cols(); ++j) e[j] = 0;  // keys after the query are hidden
     h.a.row(i) = e / e.sum();
   }
-  h.dv = h.a.transpose() * d_out;                       // dV = A^T dO
-  const Mat da = d_out * v.transpose();                 // dA = dO V^T
+  h.dv = h.a.transpose() * d_out;        // dV = A^T dO
+  const Mat da = d_out * v.transpose();  // dA = dO V^T
   const Eigen::VectorXf rowdot = da.cwiseProduct(h.a).rowwise().sum();
   const Mat ds = h.a.cwiseProduct(da - rowdot.replicate(1, da.cols()));  // dS = A * (dA - rowsum(dA * A))
-  h.dq = ds * k * scale;                                // dQ = dS K / sqrt(d)
-  h.dk = ds.transpose() * q * scale;                    // dK = dS^T Q / sqrt(d)
+  h.dq = ds * k * scale;                                                 // dQ = dS K / sqrt(d)
+  h.dk = ds.transpose() * q * scale;                                     // dK = dS^T Q / sqrt(d)
   return h;
 }
 
@@ -260,9 +259,9 @@ TEST_CASE("tutorial 8.4: attention's gradients go through softmax's non-diagonal
     std::vector<float> seed(4 * 8 * 16, 0.0f);
     for (int i = 0; i < 8 * 16; ++i) seed[static_cast<std::size_t>(8 * 16 + i)] = 1.0f;
     scaled_dot_product_attention(q4, k4, v4, true).backward(Tensor(Shape{4, 8, 16}, seed));
-    CHECK(q4.grad().segment(0, 128).isZero());    // head 0
-    CHECK(!q4.grad().segment(128, 128).isZero()); // head 1
-    CHECK(k4.grad().segment(256, 256).isZero());  // heads 2 and 3
+    CHECK(q4.grad().segment(0, 128).isZero());     // head 0
+    CHECK(!q4.grad().segment(128, 128).isZero());  // head 1
+    CHECK(k4.grad().segment(256, 256).isZero());   // heads 2 and 3
   }
 }
 
@@ -312,8 +311,7 @@ TEST_CASE("tutorial 8.6: the whole chain passes the gradient check") {
   };
   std::vector<DTensor> params;
   unsigned seed = 10;
-  for (const Shape& s : {Shape{6, 4}, Shape{4}, Shape{4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 6},
-                         Shape{6}})
+  for (const Shape& s : {Shape{6, 4}, Shape{4}, Shape{4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 4}, Shape{4, 6}, Shape{6}})
     params.push_back(tapegrad::testing::random_tensor(s, seed++));
   params[1].data() += 1.0;  // gamma near 1
   auto r = tapegrad::gradcheck(model, params);

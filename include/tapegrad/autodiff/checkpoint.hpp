@@ -199,7 +199,8 @@ requires(std::same_as<Rest, basic_tensor<T>>&&...) basic_tensor<T> checkpoint(co
   Tape* tape = nullptr;
   bool any_input_grad = false;
   for (std::size_t i = 0; i < N; ++i) {
-    const detail::tensor_storage<T>& s = detail::access<basic_tensor<T>>::storage(*xs[i]);  // throws on undefined or stale inputs
+    const detail::tensor_storage<T>& s =
+        detail::access<basic_tensor<T>>::storage(*xs[i]);  // throws on undefined or stale inputs
     in[i] = {&s.shape, s.data, s.requires_grad, nullptr};
     any_input_grad = any_input_grad || s.requires_grad;
     if (!xs[i]->is_leaf()) {

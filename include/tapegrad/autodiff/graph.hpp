@@ -20,14 +20,14 @@ namespace tapegrad {
 
 /// One node of a recorded graph, as printers and tools see it.
 struct GraphNode {
-  std::string name;                ///< the label, else `leaf#k` / `op#position` (see describe())
-  std::string op;                  ///< "leaf", "mul", "stop_gradient", ...
-  std::string shape;               ///< tensors: "[2, 3]"; scalars: empty
-  double data = 0;                 ///< scalars: the value
-  double grad = 0;                 ///< scalars: the gradient
-  bool is_leaf = false;            ///< a parameter or an input
-  bool barrier = false;            ///< a stop_gradient: its one input is cut
-  bool requires_grad = true;       ///< whether gradient can reach it
+  std::string name;                 ///< the label, else `leaf#k` / `op#position` (see describe())
+  std::string op;                   ///< "leaf", "mul", "stop_gradient", ...
+  std::string shape;                ///< tensors: "[2, 3]"; scalars: empty
+  double data = 0;                  ///< scalars: the value
+  double grad = 0;                  ///< scalars: the gradient
+  bool is_leaf = false;             ///< a parameter or an input
+  bool barrier = false;             ///< a stop_gradient: its one input is cut
+  bool requires_grad = true;        ///< whether gradient can reach it
   std::vector<std::size_t> inputs;  ///< positions in Graph::nodes (for a barrier, the blocked input)
   std::vector<double> local_grads;  ///< scalars: d(this)/d(input) per input
 };

@@ -23,7 +23,8 @@ GradcheckResult gradcheck_tensors(F& f, std::vector<basic_tensor<double>> leaves
   using DT = basic_tensor<double>;
   for (const DT& l : leaves)
     if (!l.is_leaf())
-      throw value_error("gradcheck: " + l.describe() + " is an op result; only leaves (parameters, inputs) can be checked");
+      throw value_error("gradcheck: " + l.describe() +
+                        " is an op result; only leaves (parameters, inputs) can be checked");
   // The caller's gradients, restored at the end.
   std::vector<std::vector<double>> kept_grads;
   std::vector<char> had_grad, wanted_grad;
@@ -130,8 +131,9 @@ GradcheckResult gradcheck_tensors(F& f, std::vector<basic_tensor<double>> leaves
 ///   auto r = tapegrad::gradcheck([](const auto& x) { return matmul(x[0], x[1]); }, {a, b});
 ///   CHECK_MESSAGE(r, r.report());
 template <class F>
-requires std::invocable<F&, const std::vector<basic_tensor<double>>&> GradcheckResult
-    gradcheck(F&& f, const std::vector<basic_tensor<double>>& inputs, const GradcheckOptions& opt = {}) {
+requires std::invocable < F&, const std::vector<basic_tensor<double>>
+& > GradcheckResult gradcheck(F&& f, const std::vector<basic_tensor<double>>& inputs,
+                              const GradcheckOptions& opt = {}) {
   using DT = basic_tensor<double>;
   bool any_marked = false;
   for (const DT& t : inputs) any_marked = any_marked || t.requires_grad();

@@ -40,10 +40,10 @@ inline std::uint64_t next_thread_id() noexcept {
 /// Per-thread switches read by every recorded operation.
 struct thread_state {
   std::uint64_t thread_id = next_thread_id();
-  tape_state* active = nullptr;  // the innermost Tape::Scope's tape; nullptr: the thread's default
-  std::uint64_t active_id = 0;   // which use of that tape the scope opened (see Tape::Scope)
-  bool grad_enabled = true;      // false while a NoGradGuard is alive
-  bool anomaly = false;          // true while an AnomalyGuard is alive
+  tape_state* active = nullptr;   // the innermost Tape::Scope's tape; nullptr: the thread's default
+  std::uint64_t active_id = 0;    // which use of that tape the scope opened (see Tape::Scope)
+  bool grad_enabled = true;       // false while a NoGradGuard is alive
+  bool anomaly = false;           // true while an AnomalyGuard is alive
   stop_replay* replay = nullptr;  // set while gradcheck holds stop_gradient values fixed
 };
 

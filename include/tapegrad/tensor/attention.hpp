@@ -12,8 +12,8 @@
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/nn_kernels.hpp"
-#include "tapegrad/tensor/shape.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/shape.hpp"
 
 // Masking (masked_fill, causal_mask) and the fused attention core
 // softmax(q k^T / sqrt(d)) v, for the attention layers of a transformer.

@@ -80,43 +80,44 @@ basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 /// -x. d(-x)/dx = -1.
 template <std::floating_point T>
 basic_tensor<T> neg(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("neg", x, [](const auto& v) { return -v; },
-                             [](const auto&, const auto&) { return T(-1); });
+  return detail::unary_op<T>(
+      "neg", x, [](const auto& v) { return -v; }, [](const auto&, const auto&) { return T(-1); });
 }
 
 /// x + c for a plain number c. d/dx = 1.
 template <std::floating_point T>
 basic_tensor<T> add(const basic_tensor<T>& x, std::type_identity_t<T> c) {
-  return detail::unary_op<T>("add_scalar", x, [c](const auto& v) { return v + c; },
-                             [](const auto&, const auto&) { return T(1); });
+  return detail::unary_op<T>(
+      "add_scalar", x, [c](const auto& v) { return v + c; }, [](const auto&, const auto&) { return T(1); });
 }
 
 /// x * c for a plain number c. d/dx = c.
 template <std::floating_point T>
 basic_tensor<T> mul(const basic_tensor<T>& x, std::type_identity_t<T> c) {
-  return detail::unary_op<T>("mul_scalar", x, [c](const auto& v) { return v * c; },
-                             [c](const auto&, const auto&) { return c; });
+  return detail::unary_op<T>(
+      "mul_scalar", x, [c](const auto& v) { return v * c; }, [c](const auto&, const auto&) { return c; });
 }
 
 /// x / c for a plain number c. d/dx = 1/c.
 template <std::floating_point T>
 basic_tensor<T> div(const basic_tensor<T>& x, std::type_identity_t<T> c) {
-  return detail::unary_op<T>("div_scalar", x, [c](const auto& v) { return v / c; },
-                             [c](const auto&, const auto&) { return T(1) / c; });
+  return detail::unary_op<T>(
+      "div_scalar", x, [c](const auto& v) { return v / c; }, [c](const auto&, const auto&) { return T(1) / c; });
 }
 
 /// c - x for a plain number c. d/dx = -1.
 template <std::floating_point T>
 basic_tensor<T> sub(std::type_identity_t<T> c, const basic_tensor<T>& x) {
-  return detail::unary_op<T>("rsub_scalar", x, [c](const auto& v) { return c - v; },
-                             [](const auto&, const auto&) { return T(-1); });
+  return detail::unary_op<T>(
+      "rsub_scalar", x, [c](const auto& v) { return c - v; }, [](const auto&, const auto&) { return T(-1); });
 }
 
 /// c / x for a plain number c. d/dx = -c/x^2 = -y/x.
 template <std::floating_point T>
 basic_tensor<T> div(std::type_identity_t<T> c, const basic_tensor<T>& x) {
-  return detail::unary_op<T, true>("rdiv_scalar", x, [c](const auto& v) { return c * v.inverse(); },
-                             [](const auto& v, const auto& y) { return -y / v; });
+  return detail::unary_op<T, true>(
+      "rdiv_scalar", x, [c](const auto& v) { return c * v.inverse(); },
+      [](const auto& v, const auto& y) { return -y / v; });
 }
 
 // Operators: between tensors, and with a plain number on either side
@@ -124,76 +125,104 @@ basic_tensor<T> div(std::type_identity_t<T> c, const basic_tensor<T>& x) {
 
 /// a + b, broadcasting (see `add`).
 template <std::floating_point T>
-basic_tensor<T> operator+(const basic_tensor<T>& a, const basic_tensor<T>& b) { return add(a, b); }
+basic_tensor<T> operator+(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+  return add(a, b);
+}
 /// a - b, broadcasting (see `sub`).
 template <std::floating_point T>
-basic_tensor<T> operator-(const basic_tensor<T>& a, const basic_tensor<T>& b) { return sub(a, b); }
+basic_tensor<T> operator-(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+  return sub(a, b);
+}
 /// a * b elementwise, broadcasting (see `mul`).
 template <std::floating_point T>
-basic_tensor<T> operator*(const basic_tensor<T>& a, const basic_tensor<T>& b) { return mul(a, b); }
+basic_tensor<T> operator*(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+  return mul(a, b);
+}
 /// a / b elementwise, broadcasting (see `div`).
 template <std::floating_point T>
-basic_tensor<T> operator/(const basic_tensor<T>& a, const basic_tensor<T>& b) { return div(a, b); }
+basic_tensor<T> operator/(const basic_tensor<T>& a, const basic_tensor<T>& b) {
+  return div(a, b);
+}
 /// -x (see `neg`).
 template <std::floating_point T>
-basic_tensor<T> operator-(const basic_tensor<T>& x) { return neg(x); }
+basic_tensor<T> operator-(const basic_tensor<T>& x) {
+  return neg(x);
+}
 
 /// x + c.
 template <std::floating_point T>
-basic_tensor<T> operator+(const basic_tensor<T>& x, std::type_identity_t<T> c) { return add(x, c); }
+basic_tensor<T> operator+(const basic_tensor<T>& x, std::type_identity_t<T> c) {
+  return add(x, c);
+}
 /// c + x.
 template <std::floating_point T>
-basic_tensor<T> operator+(std::type_identity_t<T> c, const basic_tensor<T>& x) { return add(x, c); }
+basic_tensor<T> operator+(std::type_identity_t<T> c, const basic_tensor<T>& x) {
+  return add(x, c);
+}
 /// x - c.
 template <std::floating_point T>
-basic_tensor<T> operator-(const basic_tensor<T>& x, std::type_identity_t<T> c) { return add(x, -c); }
+basic_tensor<T> operator-(const basic_tensor<T>& x, std::type_identity_t<T> c) {
+  return add(x, -c);
+}
 /// c - x.
 template <std::floating_point T>
-basic_tensor<T> operator-(std::type_identity_t<T> c, const basic_tensor<T>& x) { return sub(c, x); }
+basic_tensor<T> operator-(std::type_identity_t<T> c, const basic_tensor<T>& x) {
+  return sub(c, x);
+}
 /// x * c.
 template <std::floating_point T>
-basic_tensor<T> operator*(const basic_tensor<T>& x, std::type_identity_t<T> c) { return mul(x, c); }
+basic_tensor<T> operator*(const basic_tensor<T>& x, std::type_identity_t<T> c) {
+  return mul(x, c);
+}
 /// c * x.
 template <std::floating_point T>
-basic_tensor<T> operator*(std::type_identity_t<T> c, const basic_tensor<T>& x) { return mul(x, c); }
+basic_tensor<T> operator*(std::type_identity_t<T> c, const basic_tensor<T>& x) {
+  return mul(x, c);
+}
 /// x / c.
 template <std::floating_point T>
-basic_tensor<T> operator/(const basic_tensor<T>& x, std::type_identity_t<T> c) { return div(x, c); }
+basic_tensor<T> operator/(const basic_tensor<T>& x, std::type_identity_t<T> c) {
+  return div(x, c);
+}
 /// c / x.
 template <std::floating_point T>
-basic_tensor<T> operator/(std::type_identity_t<T> c, const basic_tensor<T>& x) { return div(c, x); }
+basic_tensor<T> operator/(std::type_identity_t<T> c, const basic_tensor<T>& x) {
+  return div(c, x);
+}
 
 // ---- math functions ------------------------------------------------------------
 
 /// e^x. d/dx = e^x = y.
 template <std::floating_point T>
 basic_tensor<T> exp(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("exp", x, [](const auto& v) { return v.exp(); },
-                             [](const auto&, const auto& y) { return y; });
+  return detail::unary_op<T>(
+      "exp", x, [](const auto& v) { return v.exp(); }, [](const auto&, const auto& y) { return y; });
 }
 
 /// Natural logarithm. d/dx = 1/x (infinite at 0).
 template <std::floating_point T>
 basic_tensor<T> log(const basic_tensor<T>& x) {
-  return detail::unary_op<T, true>("log", x, [](const auto& v) { return v.log(); },
-                             [](const auto& v, const auto&) { return v.inverse(); });
+  return detail::unary_op<T, true>(
+      "log", x, [](const auto& v) { return v.log(); }, [](const auto& v, const auto&) { return v.inverse(); });
 }
 
 /// Square root. d/dx = 1 / (2 sqrt x): infinite at 0, never NaN.
 template <std::floating_point T>
 basic_tensor<T> sqrt(const basic_tensor<T>& x) {
-  return detail::unary_op<T, true>("sqrt", x, [](const auto& v) { return v.sqrt(); },
-                             [](const auto&, const auto& y) { return T(0.5) * y.inverse(); });
+  return detail::unary_op<T, true>(
+      "sqrt", x, [](const auto& v) { return v.sqrt(); },
+      [](const auto&, const auto& y) { return T(0.5) * y.inverse(); });
 }
 
 /// x^c for a plain number c. d/dx = c x^(c-1), taken as 0 when c = 0.
 template <std::floating_point T>
 basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> c) {
   if (c == T(0))  // x^0 = 1, a constant
-    return detail::unary_op<T>("pow_scalar", x, [](const auto& v) { return v.pow(T(0)); },
-                               [](const auto&, const auto&) { return T(0); });
-  return detail::unary_op<T, true>("pow_scalar", x, [c](const auto& v) { return v.pow(c); },
-                             [c](const auto& v, const auto&) { return c * v.pow(c - T(1)); });
+    return detail::unary_op<T>(
+        "pow_scalar", x, [](const auto& v) { return v.pow(T(0)); }, [](const auto&, const auto&) { return T(0); });
+  return detail::unary_op<T, true>(
+      "pow_scalar", x, [c](const auto& v) { return v.pow(c); },
+      [c](const auto& v, const auto&) { return c * v.pow(c - T(1)); });
 }
 
 /// x^y elementwise, broadcasting. d/dx = y x^(y-1) (0 where y = 0);
@@ -212,30 +241,32 @@ basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y) {
 /// |x|. d/dx = sign x, with abs'(0) = 0.
 template <std::floating_point T>
 basic_tensor<T> abs(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("abs", x, [](const auto& v) { return v.abs(); },
-                             [](const auto& v, const auto&) { return v.sign(); });
+  return detail::unary_op<T>(
+      "abs", x, [](const auto& v) { return v.abs(); }, [](const auto& v, const auto&) { return v.sign(); });
 }
 
 /// Hyperbolic tangent. d/dx = 1 - y^2.
 template <std::floating_point T>
 basic_tensor<T> tanh(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("tanh", x, [](const auto& v) { return v.tanh(); },
-                             [](const auto&, const auto& y) { return T(1) - y.square(); });
+  return detail::unary_op<T>(
+      "tanh", x, [](const auto& v) { return v.tanh(); }, [](const auto&, const auto& y) { return T(1) - y.square(); });
 }
 
 /// The logistic function 1 / (1 + e^-x) (no overflow: e^-x = inf gives 0).
 /// d/dx = y (1 - y).
 template <std::floating_point T>
 basic_tensor<T> sigmoid(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("sigmoid", x, [](const auto& v) { return (T(1) + (-v).exp()).inverse(); },
-                             [](const auto&, const auto& y) { return y * (T(1) - y); });
+  return detail::unary_op<T>(
+      "sigmoid", x, [](const auto& v) { return (T(1) + (-v).exp()).inverse(); },
+      [](const auto&, const auto& y) { return y * (T(1) - y); });
 }
 
 /// max(x, 0). d/dx = 1 for x > 0, else 0 (relu'(0) = 0).
 template <std::floating_point T>
 basic_tensor<T> relu(const basic_tensor<T>& x) {
-  return detail::unary_op<T>("relu", x, [](const auto& v) { return v.max(T(0)); },
-                             [](const auto& v, const auto&) { return (v > T(0)).template cast<T>(); });
+  return detail::unary_op<T>(
+      "relu", x, [](const auto& v) { return v.max(T(0)); },
+      [](const auto& v, const auto&) { return (v > T(0)).template cast<T>(); });
 }
 
 namespace detail {
@@ -279,10 +310,10 @@ basic_tensor<T> gelu(const basic_tensor<T>& x) {
 /// the bounds themselves pass the gradient).
 template <std::floating_point T>
 basic_tensor<T> clamp(const basic_tensor<T>& x, std::type_identity_t<T> lo, std::type_identity_t<T> hi) {
-  if (!(lo <= hi))
-    throw value_error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi));
-  return detail::unary_op<T>("clamp", x, [lo, hi](const auto& v) { return v.max(lo).min(hi); },
-                             [lo, hi](const auto& v, const auto&) { return (v >= lo && v <= hi).template cast<T>(); });
+  if (!(lo <= hi)) throw value_error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi));
+  return detail::unary_op<T>(
+      "clamp", x, [lo, hi](const auto& v) { return v.max(lo).min(hi); },
+      [lo, hi](const auto& v, const auto&) { return (v >= lo && v <= hi).template cast<T>(); });
 }
 
 /// The activation applied by `bias_act`.
@@ -368,9 +399,8 @@ basic_tensor<T> where(const basic_tensor<T>& mask, const basic_tensor<T>& a, con
         const T* y = c.in(2);
         T* out = c.out();
         detail::broadcast_plan<3> p(c.out_shape(), {&c.shape(0), &c.shape(1), &c.shape(2)});
-        detail::broadcast_for_each(p, [&](index_t o, index_t i, index_t j, index_t k) {
-          out[o] = m[i] != T(0) ? x[j] : y[k];
-        });
+        detail::broadcast_for_each(
+            p, [&](index_t o, index_t i, index_t j, index_t k) { out[o] = m[i] != T(0) ? x[j] : y[k]; });
       },
       [](OpContext<T>& c) {
         const T* m = c.in(0);

@@ -13,8 +13,8 @@
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/broadcast.hpp"
 #include "tapegrad/tensor/detail/nn_kernels.hpp"
-#include "tapegrad/tensor/reduce.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/reduce.hpp"
 
 namespace tapegrad {
 

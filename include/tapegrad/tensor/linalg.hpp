@@ -105,8 +105,7 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, Matmu
   using Mat = typename OpContext<T>::Mat;
   using CMap = Eigen::Map<const Mat>;
   using MMap = Eigen::Map<Mat>;
-  const auto M = static_cast<Eigen::Index>(g.m), K = static_cast<Eigen::Index>(g.k),
-             N = static_cast<Eigen::Index>(g.n);
+  const auto M = static_cast<Eigen::Index>(g.m), K = static_cast<Eigen::Index>(g.k), N = static_cast<Eigen::Index>(g.n);
   const bool ta = opt.transpose_a, tb = opt.transpose_b;
   // Stored extents of one batch entry of each operand.
   const Eigen::Index ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;

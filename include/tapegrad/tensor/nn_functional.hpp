@@ -16,10 +16,10 @@
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
-#include "tapegrad/tensor/detail/nn_kernels.hpp"
 #include "tapegrad/tensor/creation.hpp"
-#include "tapegrad/tensor/shape.hpp"
+#include "tapegrad/tensor/detail/nn_kernels.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/shape.hpp"
 
 // The neural-network functions: softmax, log-softmax, the losses, layer norm,
 // embedding lookup and dropout. Each is one recorded node whose

@@ -96,8 +96,8 @@ class OpContext {
   U* save(index_t n) {
     if (backward_phase_) throw value_error("OpContext::save: only forward can save; backward reads with saved()");
     if (*n_saved_ >= detail::op_node<T>::max_saved)
-      throw value_error("OpContext::save: an op can save at most " +
-                        std::to_string(detail::op_node<T>::max_saved) + " buffers");
+      throw value_error("OpContext::save: an op can save at most " + std::to_string(detail::op_node<T>::max_saved) +
+                        " buffers");
     detail::arena& a = recording_ ? tape_.records : tape_.scratch;
     U* p = a.template allocate_array<U>(static_cast<std::size_t>(n));
     saved_[(*n_saved_)++] = p;
@@ -151,8 +151,8 @@ class OpContext {
   template <class U, class B>
   friend struct detail::op_node_with;
 
-  OpContext(detail::tensor_storage<T>& out, detail::edge<T>* in, std::size_t n, detail::tape_state& tape,
-            void** saved, std::uint32_t* n_saved, std::uint32_t sweep, bool recording, bool backward_phase) noexcept
+  OpContext(detail::tensor_storage<T>& out, detail::edge<T>* in, std::size_t n, detail::tape_state& tape, void** saved,
+            std::uint32_t* n_saved, std::uint32_t sweep, bool recording, bool backward_phase) noexcept
       : out_(out),
         in_(in),
         n_(n),

@@ -11,7 +11,7 @@ int main() {
   z.backward();                     // dz/dx = y = 3, dz/dy = x = 2
 
   const bool ok = z.data() == 7.0 && x.grad() == 3.0 && y.grad() == 2.0;
-  std::printf("add_subdirectory consumer: z = %g, dz/dx = %g, dz/dy = %g: %s\n", z.data(), x.grad(),
-              y.grad(), ok ? "ok" : "WRONG");
+  std::printf("add_subdirectory consumer: z = %g, dz/dx = %g, dz/dy = %g: %s\n", z.data(), x.grad(), y.grad(),
+              ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }

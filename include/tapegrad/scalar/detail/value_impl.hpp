@@ -48,9 +48,7 @@ struct access<basic_value<T>> {
     return *v.s_;
   }
   /// The index a recorded edge to `v` keeps (leaf_bit set for a leaf slot).
-  static std::uint32_t index_of(const basic_value<T>& v) noexcept {
-    return v.edge_index();
-  }
+  static std::uint32_t index_of(const basic_value<T>& v) noexcept { return v.edge_index(); }
   /// A handle to the node or leaf slot `index` of store `s`.
   static basic_value<T> wrap(scalar_store<T>& s, std::uint32_t index) {
     const std::uint32_t stamp = (index & leaf_bit) ? s.leaves[index & slot_mask].generation : s.nodes[index].epoch;
@@ -62,9 +60,7 @@ struct access<basic_value<T>> {
     return basic_value<T>::from_raw(s, index, stamp);
   }
   /// The value, after checking the handle on behalf of operation `op`.
-  TAPEGRAD_ALWAYS_INLINE static T data_for(const basic_value<T>& v, std::uint16_t op) {
-    return v.data_for(op);
-  }
+  TAPEGRAD_ALWAYS_INLINE static T data_for(const basic_value<T>& v, std::uint16_t op) { return v.data_for(op); }
 };
 
 /// The value of `v` after checking the handle on behalf of operation `op`:

@@ -34,8 +34,8 @@ inline Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
     const index_t y = i < b.rank() ? b[b.rank() - 1 - i] : 1;
     if (x != y && x != 1 && y != 1)
       throw shape_error(std::string(op) + ": " + a.str() + " and " + b.str() + ": shapes do not broadcast (" +
-                        std::to_string(x) + " vs " + std::to_string(y) + " in dimension " +
-                        std::to_string(r - 1 - i) + " of the result)");
+                        std::to_string(x) + " vs " + std::to_string(y) + " in dimension " + std::to_string(r - 1 - i) +
+                        " of the result)");
     d[static_cast<std::size_t>(r - 1 - i)] = x == 1 ? y : x;
   }
   return Shape(std::span<const index_t>(d.data(), static_cast<std::size_t>(r)));
@@ -162,7 +162,8 @@ void broadcast_for_each(const broadcast_plan<K>& p, F&& f) {
           } else {
             for (index_t j = 0; j < e[3]; ++j) f(o + j, (base2[I] + j * s[I][3])...);
           }
-        }(std::make_index_sequence<K>{});
+        }
+        (std::make_index_sequence<K>{});
         o += e[3];
       }
     }

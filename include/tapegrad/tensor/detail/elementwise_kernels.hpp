@@ -54,9 +54,15 @@ void binary_forward(OpContext<T>& c, F&& f) {
   T* y = c.out();
   const index_t n = c.out_shape().numel();
   switch (classify(c)) {
-    case binary_kind::same: c.out_vec() = f(c.in_vec(0), c.in_vec(1)); return;
-    case binary_kind::scalar_b: c.out_vec() = f(c.in_vec(0), b[0]); return;
-    case binary_kind::scalar_a: c.out_vec() = f(a[0], c.in_vec(1)); return;
+    case binary_kind::same:
+      c.out_vec() = f(c.in_vec(0), c.in_vec(1));
+      return;
+    case binary_kind::scalar_b:
+      c.out_vec() = f(c.in_vec(0), b[0]);
+      return;
+    case binary_kind::scalar_a:
+      c.out_vec() = f(a[0], c.in_vec(1));
+      return;
     case binary_kind::rows_a: {
       const index_t len = c.shape(1).numel();
       for (index_t r = 0; r < n; r += len) Eigen::Map<Vec>(y + r, len) = f(CMap(a + r, len), CMap(b, len));
@@ -67,7 +73,9 @@ void binary_forward(OpContext<T>& c, F&& f) {
       for (index_t r = 0; r < n; r += len) Eigen::Map<Vec>(y + r, len) = f(CMap(a, len), CMap(b + r, len));
       return;
     }
-    case binary_kind::general: binary_forward_general(c, f); return;
+    case binary_kind::general:
+      binary_forward_general(c, f);
+      return;
   }
 }
 
@@ -137,7 +145,9 @@ void binary_backward(OpContext<T>& c, std::size_t k, D&& d) {
       }
       return;
     }
-    case binary_kind::general: binary_backward_general(c, k, d); return;
+    case binary_kind::general:
+      binary_backward_general(c, k, d);
+      return;
   }
 }
 

@@ -18,8 +18,8 @@
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
-#include "tapegrad/tensor/shape.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/shape.hpp"
 
 namespace tapegrad {
 
@@ -160,11 +160,17 @@ basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis) {
       if (stride == 1) {
         const_array_map<T> xv(xp, n);
         array_map<T> yv(yp, n);
-        if constexpr (Log) log_softmax_vector(xv, yv); else softmax_vector(xv, yv);
+        if constexpr (Log)
+          log_softmax_vector(xv, yv);
+        else
+          softmax_vector(xv, yv);
       } else {
         const_strided_map<T> xv(xp, n, Eigen::InnerStride<>(stride));
         strided_map<T> yv(yp, n, Eigen::InnerStride<>(stride));
-        if constexpr (Log) log_softmax_vector(xv, yv); else softmax_vector(xv, yv);
+        if constexpr (Log)
+          log_softmax_vector(xv, yv);
+        else
+          softmax_vector(xv, yv);
       }
     };
     if (last) {
@@ -184,12 +190,18 @@ basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis) {
       if (stride == 1) {
         const_array_map<T> y(c.out() + off, n), dy(c.out_grad() + off, n);
         array_map<T> g(dx + off, n);
-        if constexpr (Log) log_softmax_vector_backward(y, dy, g); else softmax_vector_backward(y, dy, g);
+        if constexpr (Log)
+          log_softmax_vector_backward(y, dy, g);
+        else
+          softmax_vector_backward(y, dy, g);
       } else {
         const Eigen::InnerStride<> st(stride);
         const_strided_map<T> y(c.out() + off, n, st), dy(c.out_grad() + off, n, st);
         strided_map<T> g(dx + off, n, st);
-        if constexpr (Log) log_softmax_vector_backward(y, dy, g); else softmax_vector_backward(y, dy, g);
+        if constexpr (Log)
+          log_softmax_vector_backward(y, dy, g);
+        else
+          softmax_vector_backward(y, dy, g);
       }
     };
     if (last) {

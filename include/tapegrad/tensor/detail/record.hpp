@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "tapegrad/core/error.hpp"
 #include "tapegrad/core/detail/arena.hpp"
+#include "tapegrad/core/error.hpp"
 #include "tapegrad/core/tape.hpp"
 #include "tapegrad/tensor/shape.hpp"
 
@@ -69,11 +69,11 @@ class tensor_node {
   /// Anomaly mode: raises when an input gradient holds a NaN or an infinity.
   virtual void check_input_grads(std::uint32_t sweep) const = 0;
 
-  std::uint64_t serial = 0;      // unique per store, never reused: how stale handles are caught
-  arena::mark arena_at{};        // the records arena just before this node
-  std::size_t kept_at = 0;       // the store's kept-leaf count just before this node
-  const char* name = "";         // the op's name, for printed graphs and messages
-  bool barrier = false;          // a stop_gradient: edges recorded, no gradient passes
+  std::uint64_t serial = 0;  // unique per store, never reused: how stale handles are caught
+  arena::mark arena_at{};    // the records arena just before this node
+  std::size_t kept_at = 0;   // the store's kept-leaf count just before this node
+  const char* name = "";     // the op's name, for printed graphs and messages
+  bool barrier = false;      // a stop_gradient: edges recorded, no gradient passes
 };
 
 /// The tensor records of one tape: nodes in order of recording and the
