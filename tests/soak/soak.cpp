@@ -67,11 +67,11 @@ TEST_CASE("A million scalar training steps run in flat memory") {
   };
   long i = 0;
   for (; i < 10'000; ++i) step(i);  // warm-up: the tape reaches its working size
-  const std::size_t nodes_warm = tape.scalar_bytes();
+  const std::size_t nodes_warm = tape.bytes();
   const std::size_t arena_warm = tape.arena().reserved_bytes();
   const std::size_t rss_warm = resident_bytes();
   for (; i < scalar_steps; ++i) step(i);
-  CHECK(tape.scalar_bytes() == nodes_warm);
+  CHECK(tape.bytes() == nodes_warm);
   CHECK(tape.arena().reserved_bytes() == arena_warm);
   CHECK(resident_bytes() <= rss_warm + rss_slack);
   // And it learned: w -> 2, b -> -0.5 (the sin term shifts w by about 0.01 cos(w) / (2 E[x^2])).
