@@ -12,8 +12,8 @@
 
 #include "tapegrad/tensor/attention.hpp"
 #include "tapegrad/tensor/creation.hpp"
-#include "tapegrad/tensor/nn_functional.hpp"
 #include "tapegrad/tensor/elementwise.hpp"
+#include "tapegrad/tensor/nn_functional.hpp"
 #include "tapegrad/tensor/reduce.hpp"
 #include "testing.hpp"
 

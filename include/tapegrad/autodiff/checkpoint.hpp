@@ -242,7 +242,8 @@ requires(std::same_as<Rest, basic_tensor<T>>&&...) basic_tensor<T> checkpoint(co
     basic_tensor<T> out = detail::run_segment<T>(fn, replay_lease, inputs, std::make_index_sequence<N>{});
     if (!out.requires_grad()) return;  // f cut every path (stop_gradient): nothing flows back
     Tape::Scope use(replay_lease.tape());
-    detail::access<basic_tensor<T>>::backward_from(out, c.out_grad());  // d out / d inputs, seeded with the incoming gradient
+    detail::access<basic_tensor<T>>::backward_from(
+        out, c.out_grad());  // d out / d inputs, seeded with the incoming gradient
   };
   // When no input needs a gradient but a parameter inside f does, the anchor
   // (a leaf that requires grad) makes make_op record the backward rule.
