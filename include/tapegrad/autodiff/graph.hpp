@@ -116,7 +116,6 @@ Graph walk_graph(const Handle& root, const std::vector<std::pair<std::string, Ha
   }
   for (std::size_t i : order)
     if (found[i].is_leaf() && !placed[i]) final_order.push_back(i);  // a root that is a leaf
-  std::size_t leaves = final_order.size();
   for (std::size_t i : order)
     if (!found[i].is_leaf()) final_order.push_back(i);
 
@@ -138,7 +137,6 @@ Graph walk_graph(const Handle& root, const std::vector<std::pair<std::string, Ha
     }
     for (const Handle& c : kids[i]) n.inputs.push_back(position[seen.at(traits::key(c))]);
   }
-  (void)leaves;
   g.root = position[0];
   return g;
 }
