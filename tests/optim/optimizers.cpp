@@ -22,12 +22,9 @@ using tapegrad::value_error;
 using DTensor = tapegrad::basic_tensor<double>;
 namespace optim = tapegrad::optim;
 
-namespace {
+using tapegrad::testing::parameter;
 
-DTensor parameter(std::vector<double> values) {
-  const auto n = static_cast<tapegrad::index_t>(values.size());
-  return DTensor(Shape{n}, std::move(values)).requires_grad(true);
-}
+namespace {
 
 void set_grad(DTensor& p, const std::vector<double>& g) {
   for (std::size_t i = 0; i < g.size(); ++i) p.grad_mut()[static_cast<Eigen::Index>(i)] = g[i];

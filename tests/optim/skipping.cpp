@@ -21,14 +21,11 @@ using tapegrad::Shape;
 using DTensor = tapegrad::basic_tensor<double>;
 namespace optim = tapegrad::optim;
 
+using tapegrad::testing::parameter;
+
 namespace {
 
-DTensor parameter(std::vector<double> values) {
-  const auto n = static_cast<tapegrad::index_t>(values.size());
-  return DTensor(Shape{n}, std::move(values)).requires_grad(true);
-}
-
-void set_grad(DTensor& p, double g) { p.grad_mut()[0] = g; }
+void set_first_grad(DTensor& p, double g) { p.grad_mut()[0] = g; }
 
 // loss = sum(c * w): backward leaves dloss/dw = c in w's gradient.
 void backward_linear(const DTensor& w, double c) {
@@ -84,7 +81,7 @@ TEST_CASE("a parameter without a gradient is skipped by every optimizer") {
   SUBCASE("Adam with L2 weight decay: a zeroed parameter stays put") {
     DTensor w = parameter({1.0});
     optim::basic_adam<double> opt({w}, {.lr = 0.1, .weight_decay = 0.5});
-    set_grad(w, 0.0);
+    set_first_grad(w, 0.0);
     opt.step();  // g' = 0 + 0.5 * 1: Adam's first step is lr: w = 0.9
     REQUIRE(w.item() == doctest::Approx(0.9).epsilon(1e-8));
     opt.zero_grad();
@@ -101,14 +98,14 @@ TEST_CASE("a parameter without a gradient is skipped by every optimizer") {
     //   step 3 (g = 1): b = 0.9 * 1 + 1 = 1.9, w = -0.1 - 0.19 = -0.29
     DTensor w = parameter({0.0});
     optim::basic_sgd<double> opt({w}, {.lr = 0.1, .momentum = 0.9});
-    set_grad(w, 1.0);
+    set_first_grad(w, 1.0);
     opt.step();
     REQUIRE(w.item() == doctest::Approx(-0.1));
     opt.zero_grad();
     opt.step();
     CHECK(w.item() == doctest::Approx(-0.1));
     CHECK(opt.state()[0].data[0] == doctest::Approx(1.0));
-    set_grad(w, 1.0);
+    set_first_grad(w, 1.0);
     opt.step();
     CHECK(w.item() == doctest::Approx(-0.29));
     CHECK(opt.param_step_count(0) == 2);
@@ -124,7 +121,7 @@ TEST_CASE("a parameter without a gradient is skipped by every optimizer") {
   SUBCASE("clip_grad_norm leaves a parameter without a gradient as it is") {
     // norm over a alone: |(3, 4)| = 5; clipped to 1: (0.6, 0.8).
     DTensor a = parameter({0.0, 0.0}), b = parameter({0.0});
-    set_grad(b, 7.0);
+    set_first_grad(b, 7.0);
     b.zero_grad();  // b had a gradient once; now it has none
     a.grad_mut()[0] = 3.0;
     a.grad_mut()[1] = 4.0;
@@ -146,8 +143,8 @@ TEST_CASE("Adam counts steps per parameter, as PyTorch does") {
     optim::basic_adam<double> opt({early, late}, {.lr = 0.01});
     for (int step = 1; step <= 4; ++step) {
       opt.zero_grad();
-      set_grad(early, 1.0);
-      if (step == 4) set_grad(late, 1.0);
+      set_first_grad(early, 1.0);
+      if (step == 4) set_first_grad(late, 1.0);
       opt.step();
     }
     CHECK(late.item() == doctest::Approx(-0.0100).epsilon(1e-9));
@@ -177,9 +174,9 @@ TEST_CASE("Adam counts steps per parameter, as PyTorch does") {
     for (int step = 1; step <= 5; ++step) {
       CAPTURE(step);
       opt.zero_grad();
-      set_grad(a, 1.0);
-      if (step == 2) set_grad(b, 2.0);
-      if (step == 5) set_grad(b, -1.0);
+      set_first_grad(a, 1.0);
+      if (step == 2) set_first_grad(b, 2.0);
+      if (step == 5) set_first_grad(b, -1.0);
       opt.step();
       CHECK(a.item() == doctest::Approx(a_expected[static_cast<std::size_t>(step - 1)]).epsilon(1e-8));
       CHECK(b.item() == doctest::Approx(b_expected[static_cast<std::size_t>(step - 1)]).epsilon(1e-9));

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -25,6 +26,23 @@ inline DTensor random_tensor(const Shape& shape, unsigned seed, double lo = -1.0
   std::vector<double> v(static_cast<std::size_t>(shape.numel()));
   for (double& x : v) x = dist(gen);
   return DTensor(shape, std::move(v));
+}
+
+constexpr double inf = std::numeric_limits<double>::infinity();
+
+/// True when `part` occurs in `text`.
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+/// A copy of a tensor's gradient, for comparing with a list of numbers.
+inline std::vector<double> grad_of(const DTensor& t) {
+  auto g = t.grad();
+  return {g.data(), g.data() + g.size()};
+}
+
+/// A 1-D leaf that requires grad, as the optimizers' tests use.
+inline DTensor parameter(std::vector<double> values) {
+  const auto n = static_cast<index_t>(values.size());
+  return DTensor(Shape{n}, std::move(values)).requires_grad(true);
 }
 
 /// The text of the exception `f` throws, checked to be of type E.

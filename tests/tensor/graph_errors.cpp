@@ -14,17 +14,13 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
+using tapegrad::testing::grad_of;
 using tapegrad::testing::DTensor;
 using tapegrad::testing::message_of;
 
 namespace {
 
 using V = std::vector<double>;
-
-V grad_of(const DTensor& t) {
-  auto g = t.grad();
-  return {g.data(), g.data() + g.size()};
-}
 
 }  // namespace
 

@@ -18,6 +18,8 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
+using tapegrad::testing::inf;
+using tapegrad::testing::contains;
 using tapegrad::testing::DTensor;
 using tapegrad::testing::message_of;
 using tapegrad::testing::random_tensor;
@@ -25,9 +27,6 @@ using tapegrad::testing::random_tensor;
 namespace {
 
 using Inputs = std::vector<DTensor>;
-constexpr double inf = std::numeric_limits<double>::infinity();
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 

@@ -16,21 +16,16 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
+using tapegrad::testing::inf;
+using tapegrad::testing::contains;
+using tapegrad::testing::grad_of;
 using tapegrad::testing::DTensor;
 using tapegrad::testing::message_of;
 
 namespace {
 
 using V = std::vector<double>;
-constexpr double inf = std::numeric_limits<double>::infinity();
 constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-V grad_of(const DTensor& t) {
-  auto g = t.grad();
-  return {g.data(), g.data() + g.size()};
-}
 
 }  // namespace
 
