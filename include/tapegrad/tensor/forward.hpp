@@ -144,6 +144,15 @@ basic_tensor<T> tangent_add(const basic_tensor<T>& a, const basic_tensor<T>& b) 
   return a + b;
 }
 
+/// Every input's tangent, zeros of the input's shape where it has none.
+template <class T>
+std::vector<basic_tensor<T>> tangents_or_zeros(const JvpContext<T>& j) {
+  std::vector<basic_tensor<T>> t;
+  for (std::size_t i = 0; i < j.inputs(); ++i)
+    t.push_back(j.has_tangent(i) ? j.tangent(i) : basic_tensor<T>(j.in(i).shape()));
+  return t;
+}
+
 /// Runs an op's jvp rule after its forward, when the active scope knows a
 /// tangent for one of its inputs. Out of line from make_op: nothing here runs
 /// (or allocates) unless forward mode is in use.
