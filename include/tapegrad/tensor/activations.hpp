@@ -62,12 +62,12 @@ basic_tensor<T> silu(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
       "silu", x, [](const auto& v) { return v * (T(1) + (-v).exp()).inverse(); },
       [](const auto& v, const auto&) {
-        return (T(1) + (-v).exp()).inverse() * (T(1) + v * (T(1) - (T(1) + (-v).exp()).inverse()),
+        return (T(1) + (-v).exp()).inverse() * (T(1) + v * (T(1) - (T(1) + (-v).exp()).inverse()));
+      },
       // d silu x = s (1 + x (1 - s)) dx, s = sigmoid x
       [](const JvpContext<T>& j) {
         const basic_tensor<T> s = sigmoid(j.in(0));
         return j.tangent(0) * s * (T(1) + j.in(0) * (T(1) - s));
-      });
       });
 }
 

@@ -283,7 +283,9 @@ template <std::floating_point T>
 basic_tensor<T> abs(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
       "abs", x, [](const auto& v) { return v.abs(); }, [](const auto& v, const auto&) { return v.sign(); },
-      [](const JvpContext<T>& j) { return j.tangent(0) * detail::constant_of(j.in(0), [](const auto& v) { return v.sign(); }); });
+      [](const JvpContext<T>& j) {
+        return j.tangent(0) * detail::constant_of(j.in(0), [](const auto& v) { return v.sign(); });
+      });
 }
 
 /// Hyperbolic tangent. d/dx = 1 - y^2.
@@ -340,9 +342,8 @@ basic_tensor<T> clamp(const basic_tensor<T>& x, std::type_identity_t<T> lo, std:
       "clamp", x, [lo, hi](const auto& v) { return v.max(lo).min(hi); },
       [lo, hi](const auto& v, const auto&) { return (v >= lo && v <= hi).template cast<T>(); },
       [lo, hi](const JvpContext<T>& j) {
-        return j.tangent(0) * detail::constant_of(j.in(0), [lo, hi](const auto& v) {
-                 return (v >= lo && v <= hi).template cast<T>();
-               });
+        return j.tangent(0) * detail::constant_of(
+                                  j.in(0), [lo, hi](const auto& v) { return (v >= lo && v <= hi).template cast<T>(); });
       });
 }
 
@@ -406,7 +407,8 @@ basic_tensor<T> bias_act(const basic_tensor<T>& x, const basic_tensor<T>& bias, 
       },
       // dy = act'(z) (dx + dbias), z = x + bias
       [act](const JvpContext<T>& j) {
-        const basic_tensor<T> dz = detail::widen_tangent(detail::tangent_add(j.tangent(0), j.tangent(1)), j.out().shape());
+        const basic_tensor<T> dz =
+            detail::widen_tangent(detail::tangent_add(j.tangent(0), j.tangent(1)), j.out().shape());
         if (act == Activation::relu) {
           const basic_tensor<T> z = detail::constant_of(j.in(0), [](const auto& v) { return v; }) + j.in(1);
           return dz * detail::constant_of(z, [](const auto& v) { return (v > T(0)).template cast<T>(); });

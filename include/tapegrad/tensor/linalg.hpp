@@ -8,6 +8,7 @@
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/elementwise.hpp"
 #include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {

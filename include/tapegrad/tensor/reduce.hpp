@@ -251,16 +251,16 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
         const basic_tensor<T> pick_mask = [&] {
           NoGradGuard off;  // a constant: the pick does not move under small changes of x
           return make_op<T>(
-            "mask", in, {j.in(0)},
-            [=](OpContext<T>& c) {
-              c.out_vec().setZero();
-              for (index_t o = 0; o < outer; ++o)
-                for (index_t i = 0; i < inner; ++i) {
-                  const index_t base = o * len * inner + i;
-                  c.out()[base + pick(c.in(0) + base, len, inner) * inner] = T(1);
-                }
-            },
-            [](OpContext<T>&) {});
+              "mask", in, {j.in(0)},
+              [=](OpContext<T>& c) {
+                c.out_vec().setZero();
+                for (index_t o = 0; o < outer; ++o)
+                  for (index_t i = 0; i < inner; ++i) {
+                    const index_t base = o * len * inner + i;
+                    c.out()[base + pick(c.in(0) + base, len, inner) * inner] = T(1);
+                  }
+              },
+              [](OpContext<T>&) {});
         }();
         return scaled_sum("sum", pick_mask * j.tangent(0), g, false);
       });
