@@ -363,8 +363,10 @@ basic_tensor<T> make_op(const char* name, const Shape& out_shape, std::initializ
 ///         [](const JvpContext<float>& j) { return 3.0f * j.in(0) * j.in(0) * j.tangent(0); });
 ///   }
 template <class T, class Forward, class Backward, class Jvp>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, std::initializer_list<basic_tensor<T>> inputs,
-                        Forward&& forward, Backward&& backward, Jvp&& jvp, const OpOptions& options = {}) {
+requires(!std::is_convertible_v<Jvp, OpOptions>) basic_tensor<T> make_op(const char* name, const Shape& out_shape,
+                                                                         std::initializer_list<basic_tensor<T>> inputs,
+                                                                         Forward&& forward, Backward&& backward,
+                                                                         Jvp&& jvp, const OpOptions& options = {}) {
   return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
                                  std::forward<Backward>(backward), std::forward<Jvp>(jvp), options);
 }
@@ -379,8 +381,10 @@ basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vec
 
 /// `make_op` for inputs held in a vector, with a jvp rule.
 template <class T, class Forward, class Backward, class Jvp>
-basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vector<basic_tensor<T>>& inputs,
-                        Forward&& forward, Backward&& backward, Jvp&& jvp, const OpOptions& options = {}) {
+requires(!std::is_convertible_v<Jvp, OpOptions>) basic_tensor<T> make_op(const char* name, const Shape& out_shape,
+                                                                         const std::vector<basic_tensor<T>>& inputs,
+                                                                         Forward&& forward, Backward&& backward,
+                                                                         Jvp&& jvp, const OpOptions& options = {}) {
   return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
                                  std::forward<Backward>(backward), std::forward<Jvp>(jvp), options);
 }
