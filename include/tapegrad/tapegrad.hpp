@@ -9,6 +9,7 @@
 #include "tapegrad/autodiff/per_sample.hpp"
 #include "tapegrad/autodiff/routing.hpp"
 #include "tapegrad/autodiff/tensor_graph.hpp"
+#include "tapegrad/autodiff/tensor_higher_order.hpp"
 #include "tapegrad/io.hpp"
 #include "tapegrad/nn.hpp"
 #include "tapegrad/optim.hpp"

@@ -192,6 +192,11 @@ requires(std::same_as<Rest, basic_tensor<T>>&&...) basic_tensor<T> checkpoint(co
                                                                               const Rest&... rest) {
   constexpr std::size_t N = 1 + sizeof...(Rest);
   if (!is_grad_enabled()) return basic_tensor<T>(f(x, rest...));  // nothing to keep, nothing to replay
+  // The jvp rule of a segment is the jvp rules of its ops: in forward mode f
+  // runs as itself, so tangents pass op by op and the tangent's own graph
+  // (which a reverse sweep over it, as in hvp, needs) is recorded. Nothing is
+  // rematerialized then: the memory saving is given up for the derivative.
+  if (const auto* fwd = detail::active_tangents<T>; fwd && !fwd->suspended) return basic_tensor<T>(f(x, rest...));
 
   // The op lands where make_op will put it: the inputs' tape, else the active one.
   const std::array<const basic_tensor<T>*, N> xs{&x, &rest...};

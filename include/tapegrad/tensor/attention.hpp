@@ -12,7 +12,11 @@
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/nn_kernels.hpp"
+#include "tapegrad/tensor/elementwise.hpp"
+#include "tapegrad/tensor/linalg.hpp"
+#include "tapegrad/tensor/nn_functional.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/reduce.hpp"
 #include "tapegrad/tensor/shape.hpp"
 
 // Masking (masked_fill, causal_mask) and the fused attention core
@@ -95,7 +99,9 @@ basic_tensor<T> masked_fill(const basic_tensor<T>& x, const basic_tensor<T>& mas
       if (mp[m] == T(0)) dx[i] += dy[i];
     });
   };
-  return make_op<T>("masked_fill", xs, {x, mask}, forward, backward);
+  // dy = dx where kept, 0 where filled
+  auto jvp = [](const JvpContext<T>& j) { return masked_fill(j.tangent(0), j.in(1), T(0)); };
+  return make_op<T>("masked_fill", xs, {x, mask}, forward, backward, jvp);
 }
 
 /// The causal mask of a sequence of length n: an [n, n] 0/1 leaf with ones
@@ -214,8 +220,31 @@ basic_tensor<T> attention_impl(const basic_tensor<T>& q, const basic_tensor<T>& 
       if (gk) MapM(dk + h * tk * dh, tk, dh).noalias() += dS.transpose() * Q;
     }
   };
-  basic_tensor<T> out = masked ? make_op<T>(op, out_shape, {q, k, v, *mask}, forward, backward)
-                               : make_op<T>(op, out_shape, {q, k, v}, forward, backward);
+  // Per (batch, head), with A recomputed by tensor ops so that the tangent differentiates:
+  //   dS = s (dQ K^T + Q dK^T),  dA = A * (dS - rowsum(A * dS)),  dO = dA V + A dV
+  auto jvp = [=](const JvpContext<T>& j) {
+    basic_tensor<T> scores = matmul(j.in(0), j.in(1), false, true) * scale;
+    if (causal) {
+      std::vector<T> hide(static_cast<std::size_t>(tq * tk), T(0));
+      for (index_t i = 0; i < tq; ++i)
+        for (index_t m = i + 1; m < tk; ++m) hide[static_cast<std::size_t>(i * tk + m)] = T(1);
+      scores =
+          masked_fill(scores, basic_tensor<T>(Shape{tq, tk}, std::move(hide)), -std::numeric_limits<T>::infinity());
+    }
+    if (masked) scores = masked_fill(scores, j.in(3), -std::numeric_limits<T>::infinity());
+    const basic_tensor<T> a = softmax(scores, -1);
+    basic_tensor<T> ds, dout;
+    if (j.has_tangent(0)) ds = matmul(j.tangent(0), j.in(1), false, true);
+    if (j.has_tangent(1)) ds = tangent_add(ds, matmul(j.in(0), j.tangent(1), false, true));
+    if (ds.defined()) {
+      ds = ds * scale;
+      dout = matmul(a * (ds - sum(a * ds, -1, true)), j.in(2));
+    }
+    if (j.has_tangent(2)) dout = tangent_add(dout, matmul(a, j.tangent(2)));
+    return dout;
+  };
+  basic_tensor<T> out = masked ? make_op<T>(op, out_shape, {q, k, v, *mask}, forward, backward, jvp)
+                               : make_op<T>(op, out_shape, {q, k, v}, forward, backward, jvp);
   if (weights) *weights = std::move(copy);
   return out;
 }

@@ -35,6 +35,10 @@ basic_tensor<T> add(const basic_tensor<T>& a, const basic_tensor<T>& b) {
       [](OpContext<T>& c) {
         for (std::size_t k = 0; k < 2; ++k)
           if (c.needs_grad(k)) detail::unbroadcast_add(c.out_grad(), c.out_shape(), c.in_grad(k), c.shape(k));
+      },
+      // d(a+b) = da + db
+      [](const JvpContext<T>& j) {
+        return detail::widen_tangent(detail::tangent_add(j.tangent(0), j.tangent(1)), j.out().shape());
       });
 }
 
@@ -48,6 +52,11 @@ basic_tensor<T> sub(const basic_tensor<T>& a, const basic_tensor<T>& b) {
       [](OpContext<T>& c) {
         if (c.needs_grad(0)) detail::unbroadcast_add(c.out_grad(), c.out_shape(), c.in_grad(0), c.shape(0));
         detail::binary_backward(c, 1, [](const auto&, const auto&, const auto&) { return T(-1); });
+      },
+      // d(a-b) = da - db
+      [](const JvpContext<T>& j) {
+        const basic_tensor<T> mdb = j.has_tangent(1) ? -j.tangent(1) : basic_tensor<T>();
+        return detail::widen_tangent(detail::tangent_add(j.tangent(0), mdb), j.out().shape());
       });
 }
 
@@ -61,6 +70,13 @@ basic_tensor<T> mul(const basic_tensor<T>& a, const basic_tensor<T>& b) {
       [](OpContext<T>& c) {
         detail::binary_backward(c, 0, [](const auto&, const auto& y, const auto&) { return y; });
         detail::binary_backward(c, 1, [](const auto& x, const auto&, const auto&) { return x; });
+      },
+      // d(a*b) = da b + a db
+      [](const JvpContext<T>& j) {
+        basic_tensor<T> t;
+        if (j.has_tangent(0)) t = j.tangent(0) * j.in(1);
+        if (j.has_tangent(1)) t = detail::tangent_add(t, j.in(0) * j.tangent(1));
+        return detail::widen_tangent(t, j.out().shape());
       });
 }
 
@@ -74,6 +90,11 @@ basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
       [](OpContext<T>& c) {
         detail::binary_backward<T, true>(c, 0, [](const auto&, const auto& y, const auto&) { return T(1) / y; });
         detail::binary_backward<T, true>(c, 1, [](const auto&, const auto& y, const auto& q) { return -q / y; });
+      },
+      // d(a/b) = da / b - (a/b) db / b = (da - q db) / b
+      [](const JvpContext<T>& j) {
+        const basic_tensor<T> qdb = j.has_tangent(1) ? -(j.out() * j.tangent(1)) : basic_tensor<T>();
+        return detail::widen_tangent(detail::tangent_add(j.tangent(0), qdb) / j.in(1), j.out().shape());
       });
 }
 
@@ -81,35 +102,40 @@ basic_tensor<T> div(const basic_tensor<T>& a, const basic_tensor<T>& b) {
 template <std::floating_point T>
 basic_tensor<T> neg(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
-      "neg", x, [](const auto& v) { return -v; }, [](const auto&, const auto&) { return T(-1); });
+      "neg", x, [](const auto& v) { return -v; }, [](const auto&, const auto&) { return T(-1); },
+      [](const JvpContext<T>& j) { return -j.tangent(0); });
 }
 
 /// x + c for a plain number c. d/dx = 1.
 template <std::floating_point T>
 basic_tensor<T> add(const basic_tensor<T>& x, std::type_identity_t<T> c) {
   return detail::unary_op<T>(
-      "add_scalar", x, [c](const auto& v) { return v + c; }, [](const auto&, const auto&) { return T(1); });
+      "add_scalar", x, [c](const auto& v) { return v + c; }, [](const auto&, const auto&) { return T(1); },
+      [](const JvpContext<T>& j) { return j.tangent(0); });
 }
 
 /// x * c for a plain number c. d/dx = c.
 template <std::floating_point T>
 basic_tensor<T> mul(const basic_tensor<T>& x, std::type_identity_t<T> c) {
   return detail::unary_op<T>(
-      "mul_scalar", x, [c](const auto& v) { return v * c; }, [c](const auto&, const auto&) { return c; });
+      "mul_scalar", x, [c](const auto& v) { return v * c; }, [c](const auto&, const auto&) { return c; },
+      [c](const JvpContext<T>& j) { return j.tangent(0) * c; });
 }
 
 /// x / c for a plain number c. d/dx = 1/c.
 template <std::floating_point T>
 basic_tensor<T> div(const basic_tensor<T>& x, std::type_identity_t<T> c) {
   return detail::unary_op<T>(
-      "div_scalar", x, [c](const auto& v) { return v / c; }, [c](const auto&, const auto&) { return T(1) / c; });
+      "div_scalar", x, [c](const auto& v) { return v / c; }, [c](const auto&, const auto&) { return T(1) / c; },
+      [c](const JvpContext<T>& j) { return j.tangent(0) / c; });
 }
 
 /// c - x for a plain number c. d/dx = -1.
 template <std::floating_point T>
 basic_tensor<T> sub(std::type_identity_t<T> c, const basic_tensor<T>& x) {
   return detail::unary_op<T>(
-      "rsub_scalar", x, [c](const auto& v) { return c - v; }, [](const auto&, const auto&) { return T(-1); });
+      "rsub_scalar", x, [c](const auto& v) { return c - v; }, [](const auto&, const auto&) { return T(-1); },
+      [](const JvpContext<T>& j) { return -j.tangent(0); });
 }
 
 /// c / x for a plain number c. d/dx = -c/x^2 = -y/x.
@@ -117,7 +143,8 @@ template <std::floating_point T>
 basic_tensor<T> div(std::type_identity_t<T> c, const basic_tensor<T>& x) {
   return detail::unary_op<T, true>(
       "rdiv_scalar", x, [c](const auto& v) { return c * v.inverse(); },
-      [](const auto& v, const auto& y) { return -y / v; });
+      [](const auto& v, const auto& y) { return -y / v; },
+      [](const JvpContext<T>& j) { return -(j.out() / j.in(0)) * j.tangent(0); });
 }
 
 // Operators: between tensors, and with a plain number on either side
@@ -196,14 +223,16 @@ basic_tensor<T> operator/(std::type_identity_t<T> c, const basic_tensor<T>& x) {
 template <std::floating_point T>
 basic_tensor<T> exp(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
-      "exp", x, [](const auto& v) { return v.exp(); }, [](const auto&, const auto& y) { return y; });
+      "exp", x, [](const auto& v) { return v.exp(); }, [](const auto&, const auto& y) { return y; },
+      [](const JvpContext<T>& j) { return j.out() * j.tangent(0); });
 }
 
 /// Natural logarithm. d/dx = 1/x (infinite at 0).
 template <std::floating_point T>
 basic_tensor<T> log(const basic_tensor<T>& x) {
   return detail::unary_op<T, true>(
-      "log", x, [](const auto& v) { return v.log(); }, [](const auto& v, const auto&) { return v.inverse(); });
+      "log", x, [](const auto& v) { return v.log(); }, [](const auto& v, const auto&) { return v.inverse(); },
+      [](const JvpContext<T>& j) { return j.tangent(0) / j.in(0); });
 }
 
 /// Square root. d/dx = 1 / (2 sqrt x): infinite at 0, never NaN.
@@ -211,7 +240,8 @@ template <std::floating_point T>
 basic_tensor<T> sqrt(const basic_tensor<T>& x) {
   return detail::unary_op<T, true>(
       "sqrt", x, [](const auto& v) { return v.sqrt(); },
-      [](const auto&, const auto& y) { return T(0.5) * y.inverse(); });
+      [](const auto&, const auto& y) { return T(0.5) * y.inverse(); },
+      [](const JvpContext<T>& j) { return j.tangent(0) / j.out() * T(0.5); });
 }
 
 /// x^c for a plain number c. d/dx = c x^(c-1), taken as 0 when c = 0.
@@ -219,10 +249,13 @@ template <std::floating_point T>
 basic_tensor<T> pow(const basic_tensor<T>& x, std::type_identity_t<T> c) {
   if (c == T(0))  // x^0 = 1, a constant
     return detail::unary_op<T>(
-        "pow_scalar", x, [](const auto& v) { return v.pow(T(0)); }, [](const auto&, const auto&) { return T(0); });
+        "pow_scalar", x, [](const auto& v) { return v.pow(T(0)); }, [](const auto&, const auto&) { return T(0); },
+        [](const JvpContext<T>&) { return basic_tensor<T>(); });
   return detail::unary_op<T, true>(
       "pow_scalar", x, [c](const auto& v) { return v.pow(c); },
-      [c](const auto& v, const auto&) { return c * v.pow(c - T(1)); });
+      [c](const auto& v, const auto&) { return c * v.pow(c - T(1)); },
+      // d(x^c) = c x^(c-1) dx
+      [c](const JvpContext<T>& j) { return j.tangent(0) * pow(j.in(0), c - T(1)) * c; });
 }
 
 /// x^y elementwise, broadcasting. d/dx = y x^(y-1) (0 where y = 0);
@@ -235,6 +268,13 @@ basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y) {
       [](OpContext<T>& c) {
         detail::binary_backward_general(c, 0, [](T a, T b, T) { return b == T(0) ? T(0) : b * std::pow(a, b - T(1)); });
         detail::binary_backward_general(c, 1, [](T a, T, T r) { return a == T(0) ? T(0) : r * std::log(a); });
+      },
+      // d(x^y) = y x^(y-1) dx + x^y log(x) dy
+      [](const JvpContext<T>& j) {
+        basic_tensor<T> t;
+        if (j.has_tangent(0)) t = j.tangent(0) * j.in(1) * pow(j.in(0), j.in(1) - T(1));
+        if (j.has_tangent(1)) t = detail::tangent_add(t, j.tangent(1) * j.out() * log(j.in(0)));
+        return detail::widen_tangent(t, j.out().shape());
       });
 }
 
@@ -242,14 +282,18 @@ basic_tensor<T> pow(const basic_tensor<T>& x, const basic_tensor<T>& y) {
 template <std::floating_point T>
 basic_tensor<T> abs(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
-      "abs", x, [](const auto& v) { return v.abs(); }, [](const auto& v, const auto&) { return v.sign(); });
+      "abs", x, [](const auto& v) { return v.abs(); }, [](const auto& v, const auto&) { return v.sign(); },
+      [](const JvpContext<T>& j) {
+        return j.tangent(0) * detail::constant_of(j.in(0), [](const auto& v) { return v.sign(); });
+      });
 }
 
 /// Hyperbolic tangent. d/dx = 1 - y^2.
 template <std::floating_point T>
 basic_tensor<T> tanh(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
-      "tanh", x, [](const auto& v) { return v.tanh(); }, [](const auto&, const auto& y) { return T(1) - y.square(); });
+      "tanh", x, [](const auto& v) { return v.tanh(); }, [](const auto&, const auto& y) { return T(1) - y.square(); },
+      [](const JvpContext<T>& j) { return j.tangent(0) * (T(1) - j.out() * j.out()); });
 }
 
 /// The logistic function 1 / (1 + e^-x) (no overflow: e^-x = inf gives 0).
@@ -258,7 +302,8 @@ template <std::floating_point T>
 basic_tensor<T> sigmoid(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
       "sigmoid", x, [](const auto& v) { return (T(1) + (-v).exp()).inverse(); },
-      [](const auto&, const auto& y) { return y * (T(1) - y); });
+      [](const auto&, const auto& y) { return y * (T(1) - y); },
+      [](const JvpContext<T>& j) { return j.tangent(0) * j.out() * (T(1) - j.out()); });
 }
 
 /// max(x, 0). d/dx = 1 for x > 0, else 0 (relu'(0) = 0).
@@ -266,31 +311,11 @@ template <std::floating_point T>
 basic_tensor<T> relu(const basic_tensor<T>& x) {
   return detail::unary_op<T>(
       "relu", x, [](const auto& v) { return v.max(T(0)); },
-      [](const auto& v, const auto&) { return (v > T(0)).template cast<T>(); });
+      [](const auto& v, const auto&) { return (v > T(0)).template cast<T>(); },
+      [](const JvpContext<T>& j) {
+        return j.tangent(0) * detail::constant_of(j.in(0), [](const auto& v) { return (v > T(0)).template cast<T>(); });
+      });
 }
-
-namespace detail {
-
-// GELU, tanh form: y = x/2 (1 + tanh u) with u = k (x + 0.044715 x^3), k = sqrt(2/pi).
-// dy/dx = (1 + t)/2 + x/2 (1 - t^2) k (1 + 3 * 0.044715 x^2), t = tanh u.
-inline constexpr double gelu_k = 0.7978845608028654;  // sqrt(2/pi)
-inline constexpr double gelu_c = 0.044715;
-
-template <class T, class A>
-auto gelu_value(const A& v) {
-  return T(0.5) * v * (T(1) + (T(gelu_k) * (v + T(gelu_c) * v.cube())).tanh());
-}
-// tanh u, to be evaluated once (into a buffer) and passed to gelu_slope.
-template <class T, class A>
-auto gelu_tanh(const A& v) {
-  return (T(gelu_k) * (v + T(gelu_c) * v.cube())).tanh();
-}
-template <class T, class A, class B>
-auto gelu_slope(const A& v, const B& t) {
-  return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t.square()) * T(gelu_k) * (T(1) + T(3 * gelu_c) * v.square());
-}
-
-}  // namespace detail
 
 /// GELU in its tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 template <std::floating_point T>
@@ -303,7 +328,9 @@ basic_tensor<T> gelu(const basic_tensor<T>& x) {
         Eigen::Map<Vec> t(c.scratch(v.size()), v.size());
         t = detail::gelu_tanh<T>(v);  // once, not once per use in the slope
         c.in_grad_vec(0) += c.out_grad_vec() * detail::gelu_slope<T>(v, t);
-      });
+      },
+      // dy = gelu'(x) dx, the slope written with tensor ops so that it differentiates
+      [](const JvpContext<T>& j) { return j.tangent(0) * detail::gelu_slope_tensor(j.in(0)); });
 }
 
 /// x limited to [lo, hi]. d/dx = 1 where lo <= x <= hi, else 0 (as PyTorch:
@@ -313,7 +340,11 @@ basic_tensor<T> clamp(const basic_tensor<T>& x, std::type_identity_t<T> lo, std:
   if (!(lo <= hi)) throw value_error("clamp: lo " + std::to_string(lo) + " exceeds hi " + std::to_string(hi));
   return detail::unary_op<T>(
       "clamp", x, [lo, hi](const auto& v) { return v.max(lo).min(hi); },
-      [lo, hi](const auto& v, const auto&) { return (v >= lo && v <= hi).template cast<T>(); });
+      [lo, hi](const auto& v, const auto&) { return (v >= lo && v <= hi).template cast<T>(); },
+      [lo, hi](const JvpContext<T>& j) {
+        return j.tangent(0) * detail::constant_of(
+                                  j.in(0), [lo, hi](const auto& v) { return (v >= lo && v <= hi).template cast<T>(); });
+      });
 }
 
 /// The activation applied by `bias_act`.
@@ -373,6 +404,17 @@ basic_tensor<T> bias_act(const basic_tensor<T>& x, const basic_tensor<T>& bias, 
           if (gx) Eigen::Map<Vec>(gx + r, d) += dzr;
           if (gb) Eigen::Map<Vec>(gb, d) += dzr;
         }
+      },
+      // dy = act'(z) (dx + dbias), z = x + bias
+      [act](const JvpContext<T>& j) {
+        const basic_tensor<T> dz =
+            detail::widen_tangent(detail::tangent_add(j.tangent(0), j.tangent(1)), j.out().shape());
+        if (act == Activation::relu) {
+          const basic_tensor<T> z = detail::constant_of(j.in(0), [](const auto& v) { return v; }) + j.in(1);
+          return dz * detail::constant_of(z, [](const auto& v) { return (v > T(0)).template cast<T>(); });
+        }
+        if (act == Activation::gelu) return dz * detail::gelu_slope_tensor(j.in(0) + j.in(1));
+        return dz;
       });
 }
 
@@ -415,6 +457,12 @@ basic_tensor<T> where(const basic_tensor<T>& mask, const basic_tensor<T>& a, con
             gb[k] += g[o];
           }
         });
+      },
+      // d(mask ? a : b) = mask ? da : db; the mask has no tangent
+      [](const JvpContext<T>& j) {
+        if (!j.has_tangent(1) && !j.has_tangent(2)) return basic_tensor<T>();
+        const basic_tensor<T> zero{Shape{}};
+        return where(j.in(0), j.has_tangent(1) ? j.tangent(1) : zero, j.has_tangent(2) ? j.tangent(2) : zero);
       });
 }
 
@@ -430,7 +478,9 @@ basic_tensor<T> stop_gradient(const basic_tensor<T>& x) {
         // gradcheck's hold_stopped mode replays the values of its recorded pass.
         detail::replay_stopped(c.out(), static_cast<std::size_t>(c.out_shape().numel()), "stop_gradient");
       },
-      [](OpContext<T>&) {}, {.barrier = true});  // the rule never runs: nothing passes the barrier
+      [](OpContext<T>&) {},  // the rule never runs: nothing passes the barrier
+      // the tangent stops too: d(stop_gradient x) = 0
+      [](const JvpContext<T>&) { return basic_tensor<T>(); }, {.barrier = true});
 }
 
 }  // namespace tapegrad

@@ -152,7 +152,9 @@ basic_tensor<T> gather(const basic_tensor<T>& x, int dim, std::span<const index_
         T* gx = c.in_grad(0);
         const T* g = c.out_grad();
         for (index_t p = 0; p < c.out_shape().numel(); ++p) gx[off[p]] += g[p];
-      });
+      },
+      // linear: dy = the same picks of dx (the rule runs while the caller's indices live)
+      [dim, index, index_shape](const JvpContext<T>& j) { return gather(j.tangent(0), dim, index, index_shape); });
 }
 
 /// `gather` with the indices written in place: `gather(x, 1, {2, 0}, Shape{2, 1})`.
@@ -194,6 +196,11 @@ basic_tensor<T> scatter_add(const basic_tensor<T>& base, int dim, std::span<cons
         T* gs = c.in_grad(1);
         const T* g = c.out_grad();
         for (index_t p = 0; p < c.shape(1).numel(); ++p) gs[p] += g[off[p]];
+      },
+      // linear in both: dy = scatter_add(dbase, dsrc) at the same positions
+      [dim, index](const JvpContext<T>& j) {
+        const std::vector<basic_tensor<T>> t = detail::tangents_or_zeros(j);
+        return scatter_add(t[0], dim, index, t[1]);
       });
 }
 

@@ -8,6 +8,7 @@
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/elementwise.hpp"
 #include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
@@ -175,6 +176,13 @@ basic_tensor<T> matmul(const basic_tensor<T>& a, const basic_tensor<T>& b, Matmu
               detail::with_op(A, !ta, [&](const auto& opAt) { GB.noalias() += opAt * G; });
           }
         });
+      },
+      // d(A B) = dA B + A dB, with the same transposes
+      [opt](const JvpContext<T>& j) {
+        basic_tensor<T> t;
+        if (j.has_tangent(0)) t = matmul(j.tangent(0), j.in(1), opt);
+        if (j.has_tangent(1)) t = detail::tangent_add(t, matmul(j.in(0), j.tangent(1), opt));
+        return t;
       });
 }
 

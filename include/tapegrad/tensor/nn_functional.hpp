@@ -18,11 +18,14 @@
 #include "tapegrad/core/tape.hpp"
 #include "tapegrad/tensor/creation.hpp"
 #include "tapegrad/tensor/detail/nn_kernels.hpp"
+#include "tapegrad/tensor/elementwise.hpp"
+#include "tapegrad/tensor/losses.hpp"
 #include "tapegrad/tensor/op.hpp"
+#include "tapegrad/tensor/reduce.hpp"
 #include "tapegrad/tensor/shape.hpp"
 
-// The neural-network functions: softmax, log-softmax, the losses, layer norm,
-// embedding lookup and dropout. Each is one recorded node whose
+// The neural-network functions: softmax, log-softmax, layer norm, embedding
+// lookup and dropout (the losses are in tensor/losses.hpp). Each is one recorded node whose
 // backward rule is written out in closed form next to its forward pass. They
 // work row by row over the last dimension with Eigen maps; whatever the
 // backward pass needs besides the inputs and the output (row statistics, class
@@ -32,19 +35,6 @@
 // Masking and the attention core live in tensor/attention.hpp.
 
 namespace tapegrad {
-
-/// How a loss combines its per-element terms.
-enum class Reduction {
-  none,  ///< no reduction: one loss per element (or per row for cross-entropy)
-  mean,  ///< the average over the counted terms (the default)
-  sum,   ///< the plain sum
-};
-
-/// Options of `cross_entropy`.
-struct CrossEntropyOptions {
-  Reduction reduction = Reduction::mean;  ///< how the rows' losses combine
-  index_t ignore_index = -100;            ///< a target equal to this adds nothing and is not counted
-};
 
 /// Softmax along `axis`: y_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 /// The row maximum is subtracted first, so large logits do not overflow. A
@@ -57,7 +47,11 @@ struct CrossEntropyOptions {
 ///   Tensor p = softmax(logits);          // rows of `logits` [N, C] now sum to 1
 template <std::floating_point T>
 basic_tensor<T> softmax(const basic_tensor<T>& x, int axis = -1) {
-  return detail::softmax_family<T, false>(x, axis);
+  // dy = y (dx - sum(y dx)) along the axis
+  return detail::softmax_family<T, false>(x, axis, [axis](const JvpContext<T>& j) {
+    const basic_tensor<T>& y = j.out();
+    return y * (j.tangent(0) - sum(y * j.tangent(0), axis, true));
+  });
 }
 
 /// Log-softmax along `axis`: y_i = x_i - log sum_j exp(x_j), computed from the
@@ -67,144 +61,9 @@ basic_tensor<T> softmax(const basic_tensor<T>& x, int axis = -1) {
 /// Backward: dx = dy - softmax(x) * sum(dy).
 template <std::floating_point T>
 basic_tensor<T> log_softmax(const basic_tensor<T>& x, int axis = -1) {
-  return detail::softmax_family<T, true>(x, axis);
-}
-
-/// Cross-entropy between the softmax of `logits` and integer class targets,
-/// fused into one node: loss_r = logsumexp(logits_r) - logits_r[target_r].
-///
-/// `logits` is [N, C] or any shape [..., C]: the leading dimensions are the
-/// rows, and `targets` holds one class id in [0, C) per row, in row-major order
-/// (a `std::vector<index_t>` converts). A row whose target equals
-/// `options.ignore_index` adds nothing and is left out of the mean's count; if
-/// every row is ignored, the mean is 0. `Reduction::none` returns one loss per
-/// row, shaped like `logits` without its last dimension (ignored rows give 0).
-///
-/// Backward: d loss_r / d logits_r = softmax(logits_r) - one_hot(target_r),
-/// times the upstream gradient, divided by the count for the mean.
-///
-/// Errors: `shape_error` when the number of targets differs from the number
-/// of rows; `index_error` naming the position, the target and C when a
-/// target lies outside [0, C).
-///
-/// Example:
-///   Tensor loss = cross_entropy(logits, targets);                        // mean
-///   Tensor total = cross_entropy(logits, targets, {.reduction = Reduction::sum});
-template <std::floating_point T>
-basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::span<const index_t> targets,
-                              const CrossEntropyOptions& options = {}) {
-  const Shape& s = logits.shape();
-  if (s.rank() < 1 || s[-1] == 0)
-    throw shape_error("cross_entropy: logits " + s.str() + " need a last dimension of at least one class");
-  const detail::row_view rv = detail::rows_of(s);
-  const index_t rows = rv.rows, classes = rv.cols;
-  if (static_cast<index_t>(targets.size()) != rows)
-    throw shape_error("cross_entropy: logits " + s.str() + " have " + std::to_string(rows) + " rows but " +
-                      std::to_string(targets.size()) + " targets were given");
-  const index_t ignore = options.ignore_index;
-  index_t count = 0;
-  for (index_t r = 0; r < rows; ++r) {
-    const index_t t = targets[static_cast<std::size_t>(r)];
-    if (t == ignore) continue;
-    if (t < 0 || t >= classes)
-      throw index_error("cross_entropy: target " + std::to_string(t) + " at position " + std::to_string(r) +
-                        " is out of range [0, " + std::to_string(classes) + ") for logits " + s.str());
-    ++count;
-  }
-  const Reduction red = options.reduction;
-  const Shape out_shape = red == Reduction::none ? detail::with_last(s, -1) : Shape{};
-  const index_t* caller_targets = targets.data();
-  auto forward = [=](OpContext<T>& c) {
-    // The backward pass needs the targets and each row's log-sum-exp.
-    index_t* saved_targets = c.template save<index_t>(rows);
-    T* lse = c.save(rows);
-    std::copy_n(caller_targets, rows, saved_targets);
-    T total = 0;
-    for (index_t r = 0; r < rows; ++r) {
-      const index_t t = saved_targets[r];
-      T loss = 0;
-      if (t != ignore) {
-        detail::const_array_map<T> x(c.in(0) + r * classes, classes);
-        const T m = x.maxCoeff();
-        const T l = m + std::log((x - m).exp().sum());
-        lse[r] = l;
-        loss = l - x[t];
-      }
-      if (red == Reduction::none)
-        c.out()[r] = loss;
-      else
-        total += loss;
-    }
-    if (red == Reduction::sum) c.out()[0] = total;
-    if (red == Reduction::mean) c.out()[0] = count == 0 ? T(0) : total / static_cast<T>(count);
-  };
-  auto backward = [=](OpContext<T>& c) {
-    if (!c.needs_grad(0)) return;
-    T* dx = c.in_grad(0);
-    const T* g = c.out_grad();
-    const index_t* saved_targets = c.template saved<index_t>(0);
-    const T* lse = c.saved(1);
-    for (index_t r = 0; r < rows; ++r) {
-      const index_t t = saved_targets[r];
-      if (t == ignore) continue;
-      // d loss_r / d x = softmax(x) - one_hot(t) = exp(x - lse) - one_hot(t)
-      const T up = red == Reduction::none ? g[r] : red == Reduction::sum ? g[0] : g[0] / static_cast<T>(count);
-      detail::const_array_map<T> x(c.in(0) + r * classes, classes);
-      detail::array_map<T> d(dx + r * classes, classes);
-      if (detail::has_minus_inf(x))
-        d += detail::exp_masked(x - lse[r]) * up;
-      else
-        d += (x - lse[r]).exp() * up;
-      d[t] -= up;
-    }
-  };
-  return make_op<T>("cross_entropy", out_shape, {logits}, forward, backward);
-}
-
-/// `cross_entropy` with the targets written in place: `cross_entropy(logits, {3, 4, 5, 2})`.
-template <std::floating_point T>
-basic_tensor<T> cross_entropy(const basic_tensor<T>& logits, std::initializer_list<index_t> targets,
-                              const CrossEntropyOptions& options = {}) {
-  return cross_entropy(logits, std::span<const index_t>(targets.begin(), targets.size()), options);
-}
-
-/// Mean squared error: mean((pred - target)^2), or its sum, or the squares
-/// themselves (`Reduction::none`). Both arguments may carry gradients.
-///
-/// Backward: d/d pred = 2 (pred - target) / n for the mean (n = numel), and
-/// d/d target is its negative.
-///
-/// Errors: `shape_error` naming both shapes when they differ.
-template <std::floating_point T>
-basic_tensor<T> mse_loss(const basic_tensor<T>& pred, const basic_tensor<T>& target,
-                         Reduction reduction = Reduction::mean) {
-  if (!(pred.shape() == target.shape()))
-    throw shape_error("mse_loss: pred " + pred.shape().str() + " and target " + target.shape().str() +
-                      " differ in shape");
-  const index_t n = pred.numel();
-  const Shape out_shape = reduction == Reduction::none ? pred.shape() : Shape{};
-  auto forward = [n, reduction](OpContext<T>& c) {
-    auto diff = c.in_vec(0) - c.in_vec(1);
-    if (reduction == Reduction::none) {
-      c.out_vec() = diff.square();
-    } else {
-      const T total = n == 0 ? T(0) : diff.square().sum();
-      c.out()[0] = reduction == Reduction::sum || n == 0 ? total : total / static_cast<T>(n);
-    }
-  };
-  auto backward = [n, reduction](OpContext<T>& c) {
-    auto diff = c.in_vec(0) - c.in_vec(1);
-    // d (p - t)^2 / dp = 2 (p - t);  d/dt = -2 (p - t)
-    if (reduction == Reduction::none) {
-      if (c.needs_grad(0)) c.in_grad_vec(0) += T(2) * diff * c.out_grad_vec();
-      if (c.needs_grad(1)) c.in_grad_vec(1) -= T(2) * diff * c.out_grad_vec();
-    } else {
-      const T k = T(2) * c.out_grad()[0] / (reduction == Reduction::mean ? static_cast<T>(n) : T(1));
-      if (c.needs_grad(0)) c.in_grad_vec(0) += k * diff;
-      if (c.needs_grad(1)) c.in_grad_vec(1) -= k * diff;
-    }
-  };
-  return make_op<T>("mse_loss", out_shape, {pred, target}, forward, backward);
+  // dy = dx - sum(softmax(x) dx) along the axis, softmax(x) = e^y
+  return detail::softmax_family<T, true>(
+      x, axis, [axis](const JvpContext<T>& j) { return j.tangent(0) - sum(exp(j.out()) * j.tangent(0), axis, true); });
 }
 
 /// Layer normalization over the last dimension, fused into one node:
@@ -275,7 +134,22 @@ basic_tensor<T> layer_norm(const basic_tensor<T>& x, const basic_tensor<T>& gamm
       }
     }
   };
-  return make_op<T>("layer_norm", s, {x, gamma, beta}, forward, backward);
+  // With xc = x - mean, rstd = (mean(xc^2) + eps)^(-1/2), xhat = xc rstd (per row):
+  //   dxhat = rstd (dxc - xhat mean(xhat dxc)),  dxc = dx - mean(dx)
+  //   dy    = dxhat gamma + xhat dgamma + dbeta
+  auto jvp = [e](const JvpContext<T>& j) {
+    const basic_tensor<T> xc = j.in(0) - mean(j.in(0), -1, true);
+    const basic_tensor<T> rstd = pow(mean(xc * xc, -1, true) + e, T(-0.5));
+    const basic_tensor<T> xhat = xc * rstd;
+    basic_tensor<T> dy;
+    if (j.has_tangent(0)) {
+      const basic_tensor<T> dxc = j.tangent(0) - mean(j.tangent(0), -1, true);
+      dy = (dxc - xhat * mean(xhat * dxc, -1, true)) * rstd * j.in(1);
+    }
+    if (j.has_tangent(1)) dy = detail::tangent_add(dy, xhat * j.tangent(1));
+    return detail::widen_tangent(detail::tangent_add(dy, j.tangent(2)), j.out().shape());
+  };
+  return make_op<T>("layer_norm", s, {x, gamma, beta}, forward, backward, jvp);
 }
 
 /// RMS normalization over the last dimension, fused into one node:
@@ -340,8 +214,21 @@ basic_tensor<T> rms_norm(const basic_tensor<T>& x, const basic_tensor<T>& weight
       }
     }
   };
-  if (has_w) return make_op<T>("rms_norm", s, {x, weight}, forward, backward);
-  return make_op<T>("rms_norm", s, {x}, forward, backward);
+  // With rstd = (mean(x^2) + eps)^(-1/2), xhat = x rstd (per row):
+  //   dxhat = rstd (dx - xhat mean(xhat dx)),  dy = dxhat weight + xhat dweight
+  auto jvp = [e, has_w](const JvpContext<T>& j) {
+    const basic_tensor<T> rstd = pow(mean(j.in(0) * j.in(0), -1, true) + e, T(-0.5));
+    const basic_tensor<T> xhat = j.in(0) * rstd;
+    basic_tensor<T> dy;
+    if (j.has_tangent(0)) {
+      dy = (j.tangent(0) - xhat * mean(xhat * j.tangent(0), -1, true)) * rstd;
+      if (has_w) dy = dy * j.in(1);
+    }
+    if (has_w && j.has_tangent(1)) dy = detail::tangent_add(dy, xhat * j.tangent(1));
+    return detail::widen_tangent(dy, j.out().shape());
+  };
+  if (has_w) return make_op<T>("rms_norm", s, {x, weight}, forward, backward, jvp);
+  return make_op<T>("rms_norm", s, {x}, forward, backward, jvp);
 }
 
 /// `rms_norm` without a weight: y = x / sqrt(mean(x^2) + eps).
@@ -396,7 +283,11 @@ basic_tensor<T> embedding(const basic_tensor<T>& weight, std::span<const index_t
     for (index_t i = 0; i < n; ++i)
       detail::array_map<T>(dw + saved[i] * d, d) += detail::const_array_map<T>(c.out_grad() + i * d, d);
   };
-  return make_op<T>("embedding", detail::with_last(ids_shape, d, true), {weight}, forward, backward);
+  // linear in the table: d out = the same rows of d weight (the rule runs while the caller's ids live)
+  auto jvp = [=](const JvpContext<T>& j) {
+    return embedding(j.tangent(0), std::span<const index_t>(caller_ids, static_cast<std::size_t>(n)), ids_shape);
+  };
+  return make_op<T>("embedding", detail::with_last(ids_shape, d, true), {weight}, forward, backward, jvp);
 }
 
 /// `embedding` of a flat list of ids: the result is [ids.size(), D].
@@ -429,10 +320,12 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double p, Generator& gen, bool
   const index_t n = x.numel();  // also checks the handle
   if (!training || p == 0.0) return x;
   const T scale = p == 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
-  auto forward = [&gen, n, p, scale](OpContext<T>& c) {
+  T* mask_at = nullptr;  // for the jvp rule, which runs right after forward
+  auto forward = [&gen, &mask_at, n, p, scale](OpContext<T>& c) {
     const T* xp = c.in(0);
     T* y = c.out();
     T* mask = c.save(n);  // what backward multiplies by
+    mask_at = mask;
     for (index_t i = 0; i < n; ++i) {
       const T m = gen.uniform() < p ? T(0) : scale;
       mask[i] = m;
@@ -444,7 +337,13 @@ basic_tensor<T> dropout(const basic_tensor<T>& x, double p, Generator& gen, bool
     // d(x * m)/dx = m
     if (c.needs_grad(0)) c.in_grad_vec(0) += c.out_grad_vec() * detail::const_array_map<T>(mask, n);
   };
-  return make_op<T>("dropout", x.shape(), {x}, forward, backward);
+  // d(x * m) = m dx, with this draw's mask as a constant. The rule copies the
+  // mask before any other op runs (unrecorded, it sits in released scratch).
+  auto jvp = [&mask_at, n](const JvpContext<T>& j) {
+    const basic_tensor<T> m(j.in(0).shape(), std::vector<T>(mask_at, mask_at + n));
+    return j.tangent(0) * m;
+  };
+  return make_op<T>("dropout", x.shape(), {x}, forward, backward, jvp);
 }
 
 }  // namespace tapegrad

@@ -21,6 +21,7 @@
 #include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/core/tape.hpp"
 #include "tapegrad/tensor/detail/record.hpp"
+#include "tapegrad/tensor/forward.hpp"
 #include "tapegrad/tensor/shape.hpp"
 #include "tapegrad/tensor/tensor.hpp"
 
@@ -39,9 +40,9 @@ class OpContext;
 
 namespace detail {
 
-template <class T, class Inputs, class Forward, class Backward>
+template <class T, class Inputs, class Forward, class Backward, class Jvp>
 basic_tensor<T> make_op_impl(const char* name, const Shape& out_shape, const Inputs& inputs, Forward&& forward,
-                             Backward&& backward, const OpOptions& options);
+                             Backward&& backward, Jvp&& jvp, const OpOptions& options);
 
 template <class T, class B>
 struct op_node_with;
@@ -145,8 +146,8 @@ class OpContext {
   Tape& tape() noexcept { return *Tape::of(tape_); }
 
  private:
-  template <class U, class Inputs, class Forward, class Backward>
-  friend basic_tensor<U> detail::make_op_impl(const char*, const Shape&, const Inputs&, Forward&&, Backward&&,
+  template <class U, class Inputs, class Forward, class Backward, class Jvp>
+  friend basic_tensor<U> detail::make_op_impl(const char*, const Shape&, const Inputs&, Forward&&, Backward&&, Jvp&&,
                                               const OpOptions&);
   template <class U, class B>
   friend struct detail::op_node_with;
@@ -206,9 +207,9 @@ struct op_node_with final : op_node<T> {
   }
 };
 
-template <class T, class Inputs, class Forward, class Backward>
+template <class T, class Inputs, class Forward, class Backward, class Jvp>
 basic_tensor<T> make_op_impl(const char* name, const Shape& out_shape, const Inputs& inputs, Forward&& forward,
-                             Backward&& backward, const OpOptions& options) {
+                             Backward&& backward, Jvp&& jvp, const OpOptions& options) {
   using acc = access<basic_tensor<T>>;
   bool any_grad = false;
   tensor_store* store = nullptr;
@@ -251,7 +252,10 @@ basic_tensor<T> make_op_impl(const char* name, const Shape& out_shape, const Inp
     }
     scratch.rewind(scratch_at);
     if (st.anomaly) check_finite(name, "output", out->data, out_shape.numel());
-    return acc::from_leaf(std::move(out));
+    basic_tensor<T> y = acc::from_leaf(std::move(out));
+    if (tangent_table<T>* tt = active_tangents<T>; tt && !tt->suspended) [[unlikely]]
+      propagate_tangent(*tt, name, inputs, y, jvp);
+    return y;
   }
 
   tensor_store& rec = store ? *store : tape.template store<tensor_store>();
@@ -312,7 +316,10 @@ basic_tensor<T> make_op_impl(const char* name, const Shape& out_shape, const Inp
   }
   scratch.rewind(scratch_at);
   if (st.anomaly) check_finite(name, "output", n->out.data, out_shape.numel());
-  return acc::from_node(rec, index, n);
+  basic_tensor<T> y = acc::from_node(rec, index, n);
+  if (tangent_table<T>* tt = active_tangents<T>; tt && !tt->suspended) [[unlikely]]
+    propagate_tangent(*tt, name, inputs, y, jvp);
+  return y;
 }
 
 }  // namespace detail
@@ -336,7 +343,32 @@ template <class T, class Forward, class Backward>
 basic_tensor<T> make_op(const char* name, const Shape& out_shape, std::initializer_list<basic_tensor<T>> inputs,
                         Forward&& forward, Backward&& backward, const OpOptions& options = {}) {
   return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
-                                 std::forward<Backward>(backward), options);
+                                 std::forward<Backward>(backward), nullptr, options);
+}
+
+/// `make_op` with a forward-derivative (jvp) rule beside the other two:
+/// `jvp(const JvpContext<T>& j)` returns the output's tangent from the inputs
+/// `j.in(i)`, their tangents `j.tangent(i)` (undefined when zero) and the
+/// output `j.out()`, computed with tensor ops so that it can itself be
+/// differentiated (see `ForwardScope` and `hvp`). It runs only inside a
+/// forward-mode scope, after forward, when some input has a tangent; an op
+/// without a rule raises `value_error` there.
+///
+/// Example:
+///   // y = x^3 elementwise; dy/dx = 3x^2, so dy = 3 x^2 dx
+///   Tensor cube(const Tensor& x) {
+///     return tapegrad::make_op<float>("cube", x.shape(), {x},
+///         [](OpContext<float>& c) { c.out_vec() = c.in_vec(0).cube(); },
+///         [](OpContext<float>& c) { c.in_grad_vec(0) += 3 * c.in_vec(0).square() * c.out_grad_vec(); },
+///         [](const JvpContext<float>& j) { return 3.0f * j.in(0) * j.in(0) * j.tangent(0); });
+///   }
+template <class T, class Forward, class Backward, class Jvp>
+requires(!std::is_convertible_v<Jvp, OpOptions>) basic_tensor<T> make_op(const char* name, const Shape& out_shape,
+                                                                         std::initializer_list<basic_tensor<T>> inputs,
+                                                                         Forward&& forward, Backward&& backward,
+                                                                         Jvp&& jvp, const OpOptions& options = {}) {
+  return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
+                                 std::forward<Backward>(backward), std::forward<Jvp>(jvp), options);
 }
 
 /// `make_op` for any number of inputs held in a vector (concat, stack...).
@@ -344,7 +376,17 @@ template <class T, class Forward, class Backward>
 basic_tensor<T> make_op(const char* name, const Shape& out_shape, const std::vector<basic_tensor<T>>& inputs,
                         Forward&& forward, Backward&& backward, const OpOptions& options = {}) {
   return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
-                                 std::forward<Backward>(backward), options);
+                                 std::forward<Backward>(backward), nullptr, options);
+}
+
+/// `make_op` for inputs held in a vector, with a jvp rule.
+template <class T, class Forward, class Backward, class Jvp>
+requires(!std::is_convertible_v<Jvp, OpOptions>) basic_tensor<T> make_op(const char* name, const Shape& out_shape,
+                                                                         const std::vector<basic_tensor<T>>& inputs,
+                                                                         Forward&& forward, Backward&& backward,
+                                                                         Jvp&& jvp, const OpOptions& options = {}) {
+  return detail::make_op_impl<T>(name, out_shape, inputs, std::forward<Forward>(forward),
+                                 std::forward<Backward>(backward), std::forward<Jvp>(jvp), options);
 }
 
 }  // namespace tapegrad

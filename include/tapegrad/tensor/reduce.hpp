@@ -14,6 +14,7 @@
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/tensor/detail/broadcast.hpp"
+#include "tapegrad/tensor/elementwise.hpp"
 #include "tapegrad/tensor/op.hpp"
 
 namespace tapegrad {
@@ -104,7 +105,9 @@ basic_tensor<T> scaled_sum(const char* name, const basic_tensor<T>& x, const red
           Eigen::Map<Vec>(s, m) = c.out_grad_vec() * scale;
           broadcast_add(static_cast<const T*>(s), keep, gx, in);
         }
-      });
+      },
+      // linear: the tangent summed (or averaged) over the same axes
+      [=](const JvpContext<T>& j) { return scaled_sum(name, j.tangent(0), g, average); });
 }
 
 }  // namespace detail
@@ -237,6 +240,29 @@ basic_tensor<T> max_or_lse(const char* name, const basic_tensor<T>& x, int axis,
               for (index_t k = 0; k < len; ++k) gx[base + k * inner] += gy[j] * std::exp(xs[base + k * inner] - y[j]);
             }
           }
+      },
+      // max/min: dy = dx at the picked entry (the one backward routes to);
+      // logsumexp: dy = sum(softmax(x) dx) = sum(e^(x - y) dx) over the axis
+      [=](const JvpContext<T>& j) {
+        if (lse) {
+          const basic_tensor<T> y = axis == every_axis ? j.out() : max_or_lse(name, j.in(0), axis, true, kind);
+          return scaled_sum("sum", exp(j.in(0) - y) * j.tangent(0), g, false);
+        }
+        const basic_tensor<T> pick_mask = [&] {
+          NoGradGuard off;  // a constant: the pick does not move under small changes of x
+          return make_op<T>(
+              "mask", in, {j.in(0)},
+              [=](OpContext<T>& c) {
+                c.out_vec().setZero();
+                for (index_t o = 0; o < outer; ++o)
+                  for (index_t i = 0; i < inner; ++i) {
+                    const index_t base = o * len * inner + i;
+                    c.out()[base + pick(c.in(0) + base, len, inner) * inner] = T(1);
+                  }
+              },
+              [](OpContext<T>&) {});
+        }();
+        return scaled_sum("sum", pick_mask * j.tangent(0), g, false);
       });
 }
 

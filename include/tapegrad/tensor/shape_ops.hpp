@@ -80,7 +80,12 @@ basic_tensor<T> reshape_to(const basic_tensor<T>& x, std::span<const index_t> di
   }
   return make_op<T>(
       name, d.shape(), {x}, [](OpContext<T>& c) { c.out_vec() = c.in_vec(0); },
-      [](OpContext<T>& c) { c.in_grad_vec(0) += c.out_grad_vec(); });
+      [](OpContext<T>& c) { c.in_grad_vec(0) += c.out_grad_vec(); },
+      // linear: the tangent is reshaped the same way
+      [name](const JvpContext<T>& j) {
+        const std::vector<index_t> out = j.out().shape().dims();
+        return reshape_to(j.tangent(0), std::span<const index_t>(out), name);
+      });
 }
 
 }  // namespace detail
@@ -204,6 +209,10 @@ basic_tensor<T> permute_to(const basic_tensor<T>& x, std::span<const int> dims) 
       },
       [inverse](OpContext<T>& c) {
         permute_copy<true>(c.out_grad(), c.out_shape(), c.in_grad(0), c.shape(0), inverse);
+      },
+      // linear: the tangent is permuted the same way
+      [perm, r](const JvpContext<T>& j) {
+        return permute_to(j.tangent(0), std::span<const int>(perm.data(), static_cast<std::size_t>(r)));
       });
 }
 
@@ -260,7 +269,9 @@ basic_tensor<T> narrow(const basic_tensor<T>& x, int dim, index_t start, index_t
         for (index_t o = 0; o < outer; ++o)
           Eigen::Map<Vec>(g + (o * n + start) * inner, length * inner) +=
               Eigen::Map<const Vec>(c.out_grad() + o * length * inner, length * inner);
-      });
+      },
+      // linear: the same window of the tangent
+      [=](const JvpContext<T>& j) { return narrow(j.tangent(0), d, start, length); });
 }
 
 /// Entries [start, end) of dimension `dim`; negative start and end count from
@@ -322,7 +333,9 @@ basic_tensor<T> concat(const std::vector<basic_tensor<T>>& xs, int dim) {
           }
           at += w;
         }
-      });
+      },
+      // linear: the tangents joined the same way (zeros for inputs without one)
+      [d](const JvpContext<T>& j) { return concat(detail::tangents_or_zeros(j), d); });
 }
 
 /// Tensors of one shape joined along a new dimension `dim` of the result
@@ -363,7 +376,9 @@ basic_tensor<T> stack(const std::vector<basic_tensor<T>>& xs, int dim = 0) {
           for (index_t o = 0; o < outer; ++o)
             Eigen::Map<Vec>(g + o * inner, inner) += Eigen::Map<const Vec>(c.out_grad() + (o * n + i) * inner, inner);
         }
-      });
+      },
+      // linear: the tangents stacked the same way (zeros for inputs without one)
+      [d](const JvpContext<T>& j) { return stack(detail::tangents_or_zeros(j), d); });
 }
 
 /// `stack` of a braced list: stack({a, b, c}, 1).
@@ -451,6 +466,10 @@ basic_tensor<T> index_select(const basic_tensor<T>& x, int dim, const std::vecto
           for (index_t j = 0; j < count; ++j)
             Eigen::Map<Vec>(g + (o * n + idx[j]) * inner, inner) +=
                 Eigen::Map<const Vec>(c.out_grad() + (o * count + j) * inner, inner);
+      },
+      // linear: the same entries of the tangent (the rule runs while the caller's indices live)
+      [=](const JvpContext<T>& j) {
+        return index_select(j.tangent(0), d, std::vector<index_t>(caller_indices, caller_indices + count));
       });
 }
 

@@ -8,7 +8,9 @@
 
 #include <Eigen/Core>
 #include <cstddef>
+#include <utility>
 
+#include "tapegrad/core/grad_mode.hpp"
 #include "tapegrad/tensor/detail/broadcast.hpp"
 #include "tapegrad/tensor/op.hpp"
 
@@ -154,8 +156,9 @@ void binary_backward(OpContext<T>& c, std::size_t k, D&& d) {
 /// A one-input elementwise op: y = f(x) and dy/dx = d(x, y), both written as
 /// Eigen array expressions (vectorised). With Guard, elements whose incoming
 /// gradient is exactly 0 pass exactly 0 even where d is infinite.
-template <class T, bool Guard = false, class F, class D>
-basic_tensor<T> unary_op(const char* name, const basic_tensor<T>& x, F f, D d) {
+/// The jvp rule `j` receives the JvpContext, as make_op's does.
+template <class T, bool Guard = false, class F, class D, class J>
+basic_tensor<T> unary_op(const char* name, const basic_tensor<T>& x, F f, D d, J j) {
   return make_op<T>(
       name, x.shape(), {x}, [f](OpContext<T>& c) { c.out_vec() = f(c.in_vec(0)); },
       [d](OpContext<T>& c) {
@@ -172,7 +175,54 @@ basic_tensor<T> unary_op(const char* name, const basic_tensor<T>& x, F f, D d) {
         } else {
           c.in_grad_vec(0) += g * d(c.in_vec(0), c.out_vec());
         }
-      });
+      },
+      std::move(j));
+}
+
+/// f(x) elementwise as a constant: a fresh tensor that no gradient reaches.
+/// Jvp rules multiply tangents by such masks where the slope is piecewise
+/// constant (relu, abs, clamp): its own derivative is 0 almost everywhere.
+template <class T, class F>
+basic_tensor<T> constant_of(const basic_tensor<T>& x, F f) {
+  NoGradGuard off;
+  return make_op<T>(
+      "mask", x.shape(), {x}, [f](OpContext<T>& c) { c.out_vec() = f(c.in_vec(0)); }, [](OpContext<T>&) {});
+}
+
+/// A tangent t widened to `shape` (a broadcast operand's tangent, when the
+/// other operand's is zero).
+template <class T>
+basic_tensor<T> widen_tangent(const basic_tensor<T>& t, const Shape& shape) {
+  if (!t.defined() || t.shape() == shape) return t;
+  basic_tensor<T> z(shape);
+  return t + z;
+}
+
+// GELU, tanh form: y = x/2 (1 + tanh u) with u = k (x + 0.044715 x^3), k = sqrt(2/pi).
+// dy/dx = (1 + t)/2 + x/2 (1 - t^2) k (1 + 3 * 0.044715 x^2), t = tanh u.
+inline constexpr double gelu_k = 0.7978845608028654;  // sqrt(2/pi)
+inline constexpr double gelu_c = 0.044715;
+
+template <class T, class A>
+auto gelu_value(const A& v) {
+  return T(0.5) * v * (T(1) + (T(gelu_k) * (v + T(gelu_c) * v.cube())).tanh());
+}
+// tanh u, to be evaluated once (into a buffer) and passed to gelu_slope.
+template <class T, class A>
+auto gelu_tanh(const A& v) {
+  return (T(gelu_k) * (v + T(gelu_c) * v.cube())).tanh();
+}
+template <class T, class A, class B>
+auto gelu_slope(const A& v, const B& t) {
+  return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t.square()) * T(gelu_k) * (T(1) + T(3 * gelu_c) * v.square());
+}
+
+// The slope as a tensor expression, for gelu's jvp rule.
+template <class T>
+basic_tensor<T> gelu_slope_tensor(const basic_tensor<T>& x) {
+  const basic_tensor<T> x2 = x * x;
+  const basic_tensor<T> t = tanh((x + x2 * x * T(gelu_c)) * T(gelu_k));
+  return (T(1) + t) * T(0.5) + x * (T(1) - t * t) * (T(0.5 * gelu_k)) * (T(1) + x2 * T(3 * gelu_c));
 }
 
 }  // namespace tapegrad::detail

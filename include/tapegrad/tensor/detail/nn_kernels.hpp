@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "tapegrad/core/error.hpp"
 #include "tapegrad/core/grad_mode.hpp"
@@ -147,8 +148,8 @@ inline int normalize_axis(const char* op, const Shape& s, int axis) {
 }
 
 /// softmax and log_softmax share their plumbing; `Log` picks the rule.
-template <class T, bool Log>
-basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis) {
+template <class T, bool Log, class Jvp>
+basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis, Jvp jvp) {
   const char* name = Log ? "log_softmax" : "softmax";
   const int ax = normalize_axis(name, x.shape(), axis);
   const bool last = ax == x.rank() - 1;
@@ -211,7 +212,7 @@ basic_tensor<T> softmax_family(const basic_tensor<T>& x, int axis) {
       for_each_axis_vector(s, ax, run);
     }
   };
-  return make_op<T>(name, x.shape(), {x}, forward, backward);
+  return make_op<T>(name, x.shape(), {x}, forward, backward, std::move(jvp));
 }
 
 /// Padded rank-4 extents and strides of `s`, aligned to the right.
