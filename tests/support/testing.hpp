@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tapegrad/autodiff/tensor_gradcheck.hpp"
+#include "tapegrad/tensor/creation.hpp"
 #include "tapegrad/tensor/tensor.hpp"
 
 namespace tapegrad::testing {
@@ -43,6 +44,21 @@ inline std::vector<double> grad_of(const DTensor& t) {
 inline DTensor parameter(std::vector<double> values) {
   const auto n = static_cast<index_t>(values.size());
   return DTensor(Shape{n}, std::move(values)).requires_grad(true);
+}
+
+/// The interval the sweeps draw inputs from for ops that need positive ones
+/// (log, sqrt, division).
+constexpr double pos_lo = 0.5, pos_hi = 2.0;
+
+/// A [3, 1] 0/1 mask: rows 0 and 2 set.
+inline DTensor mask_3x1() { return from<double>({{1}, {0}, {1}}); }
+
+/// A 0/1 mask (1 = hidden) of the given shape with every `period`-th element
+/// set, starting at `phase`.
+inline DTensor every_nth(const Shape& s, index_t period, index_t phase) {
+  std::vector<double> m(static_cast<std::size_t>(s.numel()), 0.0);
+  for (index_t i = phase; i < s.numel(); i += period) m[static_cast<std::size_t>(i)] = 1.0;
+  return DTensor(s, m);
 }
 
 /// The text of the exception `f` throws, checked to be of type E.

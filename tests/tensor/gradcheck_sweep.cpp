@@ -18,6 +18,10 @@
 
 using namespace tapegrad;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::every_nth;
+using tapegrad::testing::mask_3x1;
+using tapegrad::testing::pos_hi;
+using tapegrad::testing::pos_lo;
 using tapegrad::testing::random_tensor;
 
 namespace {
@@ -30,11 +34,6 @@ struct SweepCase {
   std::function<DTensor(const Inputs&)> f;
   double lo = -1.0, hi = 1.0;  // the inputs are drawn from [lo, hi)
 };
-
-// Positive inputs, for log, sqrt, division and pow.
-constexpr double pos_lo = 0.5, pos_hi = 2.0;
-
-DTensor mask_3x1() { return from<double>({{1}, {0}, {1}}); }
 
 const std::vector<SweepCase>& sweep() {
   static const std::vector<SweepCase> cases = {
@@ -202,14 +201,6 @@ std::vector<SweepCase> axis_sweep() {
   add_axis_rows(
       rows, "min", [](const DTensor& x, int a, bool k) { return min(x, a, k); }, -1, 1);
   return rows;
-}
-
-// A 0/1 mask (1 = hidden) of the given shape with every `period`-th element
-// set, starting at `phase`.
-DTensor every_nth(const Shape& s, index_t period, index_t phase) {
-  std::vector<double> m(static_cast<std::size_t>(s.numel()), 0.0);
-  for (index_t i = phase; i < s.numel(); i += period) m[static_cast<std::size_t>(i)] = 1.0;
-  return DTensor(s, m);
 }
 
 // The fused normalizations and attention with a mask of each broadcastable

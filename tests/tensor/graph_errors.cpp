@@ -14,8 +14,8 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
-using tapegrad::testing::grad_of;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::grad_of;
 using tapegrad::testing::message_of;
 
 namespace {

@@ -23,6 +23,10 @@
 
 using namespace tapegrad;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::every_nth;
+using tapegrad::testing::mask_3x1;
+using tapegrad::testing::pos_hi;
+using tapegrad::testing::pos_lo;
 using tapegrad::testing::random_tensor;
 
 namespace {
@@ -35,17 +39,6 @@ struct JvpCase {
   std::function<DTensor(const Inputs&)> f;
   double lo = -1.0, hi = 1.0;  // the inputs are drawn from [lo, hi)
 };
-
-constexpr double pos_lo = 0.5, pos_hi = 2.0;
-
-DTensor mask_3x1() { return from<double>({{1}, {0}, {1}}); }
-
-// A 0/1 mask of the given shape with every `period`-th element set from `phase`.
-DTensor every_nth(const Shape& s, index_t period, index_t phase) {
-  std::vector<double> m(static_cast<std::size_t>(s.numel()), 0.0);
-  for (index_t i = phase; i < s.numel(); i += period) m[static_cast<std::size_t>(i)] = 1.0;
-  return DTensor(s, m);
-}
 
 DTensor dropped(const DTensor& x) {
   Generator gen(5);  // the same seed on every call: the same mask

@@ -18,9 +18,9 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
-using tapegrad::testing::inf;
 using tapegrad::testing::contains;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::inf;
 using tapegrad::testing::message_of;
 using tapegrad::testing::random_tensor;
 

@@ -16,10 +16,10 @@
 #include "testing.hpp"
 
 using namespace tapegrad;
-using tapegrad::testing::inf;
 using tapegrad::testing::contains;
-using tapegrad::testing::grad_of;
 using tapegrad::testing::DTensor;
+using tapegrad::testing::grad_of;
+using tapegrad::testing::inf;
 using tapegrad::testing::message_of;
 
 namespace {
