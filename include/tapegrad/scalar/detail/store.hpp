@@ -3,11 +3,14 @@
 
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "tapegrad/core/config.hpp"
 #include "tapegrad/core/tape.hpp"
 
 namespace tapegrad {
@@ -134,15 +137,76 @@ inline std::uint16_t register_op_name(const std::string& name) {
   return static_cast<std::uint16_t>(t.size() - 1);
 }
 
+/// A growable array of trivially copyable records, for the tape's hot path:
+/// appending is inlined down to one compare and one store; growing (doubling)
+/// is out of line. Capacity is kept across clears.
+template <class R>
+class pod_array {
+ public:
+  pod_array() = default;
+  pod_array(const pod_array&) = delete;
+  pod_array& operator=(const pod_array&) = delete;
+  ~pod_array() { ::operator delete(data_); }
+
+  TAPEGRAD_ALWAYS_INLINE void push_back(const R& r) {
+    if (size_ == cap_) [[unlikely]]
+      grow(size_ + 1);
+    data_[size_++] = r;
+  }
+  void pop_back() noexcept { --size_; }
+  /// Shrinks, or grows filling with `fill`.
+  void resize(std::size_t n, R fill = R{}) {
+    if (n > cap_) grow(n);
+    for (std::size_t i = size_; i < n; ++i) data_[i] = fill;
+    size_ = n;
+  }
+  void reserve(std::size_t n) {
+    if (n > cap_) grow(n);
+  }
+  void clear() noexcept { size_ = 0; }
+  /// Gives the memory back.
+  void release() noexcept {
+    ::operator delete(data_);
+    data_ = nullptr;
+    size_ = cap_ = 0;
+  }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return cap_; }
+  bool empty() const noexcept { return size_ == 0; }
+  R* data() noexcept { return data_; }
+  const R* data() const noexcept { return data_; }
+  R* begin() noexcept { return data_; }
+  R* end() noexcept { return data_ + size_; }
+  R& operator[](std::size_t i) noexcept { return data_[i]; }
+  const R& operator[](std::size_t i) const noexcept { return data_[i]; }
+  R& back() noexcept { return data_[size_ - 1]; }
+  const R& back() const noexcept { return data_[size_ - 1]; }
+
+ private:
+  TAPEGRAD_COLD void grow(std::size_t need) {
+    std::size_t cap = cap_ ? cap_ * 2 : 64;
+    while (cap < need) cap *= 2;
+    R* fresh = static_cast<R*>(::operator new(cap * sizeof(R)));
+    if (size_) std::memcpy(static_cast<void*>(fresh), data_, size_ * sizeof(R));
+    ::operator delete(data_);
+    data_ = fresh;
+    cap_ = cap;
+  }
+
+  R* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t cap_ = 0;
+};
+
 /// The scalar records of a tape for one floating type: intermediates in order
 /// of recording, and the leaf slots beside them.
 template <class T>
 struct scalar_store final : store {
-  std::vector<scalar_node<T>> nodes;  // statements, in order of recording; 0 is the sink
-  std::vector<std::uint16_t> ops;     // the outermost operation of each statement
-  std::vector<std::uint32_t> ids;     // operands: the child each one reads (leaf_bit for a leaf)
-  std::vector<T> partials;            // operands: d(statement)/d(child)
-  std::vector<T> grads;               // adjoints by statement, grown by the sweep
+  pod_array<scalar_node<T>> nodes;  // statements, in order of recording; 0 is the sink
+  pod_array<std::uint16_t> ops;     // the outermost operation of each statement
+  pod_array<std::uint32_t> ids;     // operands: the child each one reads (leaf_bit for a leaf)
+  pod_array<T> partials;            // operands: d(statement)/d(child)
+  pod_array<T> grads;               // adjoints by statement, grown by the sweep
   std::vector<scalar_leaf<T>> leaves;
   std::vector<std::uint32_t> free_leaves;      // reusable now
   std::vector<std::uint32_t> released_leaves;  // reusable after the next clear or rewind
@@ -176,11 +240,11 @@ struct scalar_store final : store {
   }
   void release() noexcept override {
     // Keep `generations`: a handle from this use of the tape must never match a leaf of the next.
-    std::vector<scalar_node<T>>().swap(nodes);
-    std::vector<std::uint16_t>().swap(ops);
-    std::vector<std::uint32_t>().swap(ids);
-    std::vector<T>().swap(partials);
-    std::vector<T>().swap(grads);
+    nodes.release();
+    ops.release();
+    ids.release();
+    partials.release();
+    grads.release();
     std::vector<scalar_leaf<T>>().swap(leaves);
     std::vector<std::uint32_t>().swap(free_leaves);
     std::vector<std::uint32_t>().swap(released_leaves);
