@@ -59,7 +59,7 @@ if [[ -n "$peers" ]]; then
   "$peers" | tee -a "$log"
 fi
 bytes=$("$bench/bench_scalar_scalar_bench" --benchmark_filter='^$' 2>/dev/null |
-  sed -n 's/^tape bytes per recorded op: \([0-9]*\).*/\1/p')
+  sed -n 's/^scalar tape bytes per op: \([0-9.]*\).*/\1/p')
 
 # median FIELD FILTER...: the median of key FIELD over the report lines that
 # contain every FILTER word.

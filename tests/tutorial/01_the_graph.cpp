@@ -23,7 +23,8 @@ TEST_CASE("tutorial 1: x * y + 1, node by node") {
   x.label("x");
   y.label("y");
 
-  // Each operation appends one node to the tape.
+  // Each operation whose result we name appends one node to the tape (an
+  // unnamed expression is one node: see the second test case).
   Value z = x * y;
   z.label("z");
   Value one = 1.0;  // a leaf too, so it shows up as a child below
@@ -98,4 +99,36 @@ TEST_CASE("tutorial 1: x * y + 1, node by node") {
     CHECK(dot.find("x\\ndata 2 | grad 3") != std::string::npos);
     CHECK(dot.find("label=\"3\"") != std::string::npos);  // the edge x -> z carries dz/dx = 3
   }
+}
+
+TEST_CASE("tutorial 1: an unnamed expression is one statement") {
+  tapegrad::Tape tape;
+  tapegrad::Tape::Scope use(tape);
+  Value x = 2.0, y = 3.0;
+  x.label("x");
+  y.label("y");
+  Value one = 1.0;
+  one.label("one");
+
+  // Above, z = x * y was named, so it was a node of its own. Written as one
+  // expression, the product is a temporary: the add extends its node instead
+  // of recording a new one, and the chain rule is applied right away:
+  //   d loss/dx = d(x*y)/dx * d(p + one)/dp = y * 1 = 3
+  //   d loss/dy = x * 1 = 2,   d loss/d one = 1
+  Value loss = x * y + one;
+  loss.label("loss");
+  CHECK(tape.size() == 1);
+  CHECK(loss.op() == "add");  // a statement is named by its outermost operation
+  const std::string expected =
+      "node  data  children     local grads\n"
+      "x     2     []           []\n"
+      "y     3     []           []\n"
+      "one   1     []           []\n"
+      "loss  7     [x, y, one]  [3, 2, 1]\n";
+  CHECK(tapegrad::tape_table(loss) == expected);
+
+  loss.backward();  // the same gradients as the two-node graph above
+  CHECK(x.grad() == 3.0);
+  CHECK(y.grad() == 2.0);
+  CHECK(one.grad() == 1.0);
 }

@@ -7,6 +7,7 @@
 #include <numbers>
 #include <ostream>
 #include <type_traits>
+#include <utility>
 
 #include "tapegrad/scalar/math.hpp"
 #include "tapegrad/scalar/value.hpp"
@@ -156,23 +157,30 @@ struct Dual {
   /// A plain number as a constant (for Dual<Value>: `Dual<Value> c = 2.0;`).
   Dual(real_type v) requires(!std::same_as<S, real_type>) : value(v), tangent(real_type(0)) {}
   /// A value with its tangent.
-  Dual(const S& v, const S& t) : value(v), tangent(t) {}
+  Dual(S v, S t) : value(std::move(v)), tangent(std::move(t)) {}
 
+  // Operands are taken by value and their last use moved, so that for
+  // Dual<Value> a temporary's statements can be extended rather than
+  // recorded again (see docs/concepts.md, "How a statement is recorded").
   // d(a+b) = da + db
-  friend Dual operator+(const Dual& a, const Dual& b) { return {a.value + b.value, a.tangent + b.tangent}; }
+  friend Dual operator+(Dual a, Dual b) {
+    return {std::move(a.value) + std::move(b.value), std::move(a.tangent) + std::move(b.tangent)};
+  }
   // d(a-b) = da - db
-  friend Dual operator-(const Dual& a, const Dual& b) { return {a.value - b.value, a.tangent - b.tangent}; }
+  friend Dual operator-(Dual a, Dual b) {
+    return {std::move(a.value) - std::move(b.value), std::move(a.tangent) - std::move(b.tangent)};
+  }
   // d(a*b) = da b + a db
-  friend Dual operator*(const Dual& a, const Dual& b) {
-    return {a.value * b.value, a.tangent * b.value + a.value * b.tangent};
+  friend Dual operator*(Dual a, Dual b) {
+    return {a.value * b.value, std::move(a.tangent) * b.value + a.value * std::move(b.tangent)};
   }
   // d(a/b) = (da - (a/b) db) / b
-  friend Dual operator/(const Dual& a, const Dual& b) {
+  friend Dual operator/(Dual a, Dual b) {
     const S q = a.value / b.value;
-    return {q, (a.tangent - q * b.tangent) / b.value};
+    return {q, (std::move(a.tangent) - q * std::move(b.tangent)) / b.value};
   }
   // d(-a) = -da
-  friend Dual operator-(const Dual& a) { return {-a.value, -a.tangent}; }
+  friend Dual operator-(Dual a) { return {-std::move(a.value), -std::move(a.tangent)}; }
   friend Dual operator+(const Dual& a) { return a; }
 
   // With a plain constant c: d(a+c) = da, d(a*c) = c da, d(c/a) = -c da / a^2.

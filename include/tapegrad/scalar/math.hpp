@@ -2,186 +2,265 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <numbers>
+#include <string>
 #include <type_traits>
+#include <utility>
 
 #include "tapegrad/scalar/value.hpp"
 
 namespace tapegrad {
 
 // Each function computes its value and its local derivative together and
-// records one node. The derivative is stated beside it. Choices at kinks and
+// records them (see detail::recorder: an rvalue operand that is the newest
+// statement is extended rather than recorded anew). The derivative is stated
+// beside it. A function takes its Value by forwarding reference, so that an
+// expression like `sin(x * y)` reaches it as an rvalue. Choices at kinks and
 // edges are documented in docs/concepts.md ("Gradients at kinks and edges").
 
 /// x^c for a constant exponent. d/dx = c x^(c-1); taken as 0 when c = 0.
-template <std::floating_point T>
-basic_value<T> pow(const basic_value<T>& x, std::type_identity_t<T> c) {
-  const T v = detail::value_data(x, detail::op_pow);
-  const T d = c == T(0) ? T(0) : c * std::pow(v, c - T(1));
-  return detail::record_unary<T>(detail::op_pow, std::pow(v, c), x, d);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> pow(X&& x, detail::value_t<X> c) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_pow, std::forward<X>(x), [c](T v, T& d) {
+    d = c == T(0) ? T(0) : c * std::pow(v, c - T(1));
+    return std::pow(v, c);
+  });
 }
 
 /// c^y for a constant base. d/dy = c^y log c; taken as 0 when c = 0.
-template <std::floating_point T>
-basic_value<T> pow(std::type_identity_t<T> c, const basic_value<T>& y) {
-  const T r = std::pow(c, detail::value_data(y, detail::op_pow));
-  return detail::record_unary<T>(detail::op_pow, r, y, c == T(0) ? T(0) : r * std::log(c));
+template <detail::scalar_value Y>
+basic_value<detail::value_t<Y>> pow(detail::value_t<Y> c, Y&& y) {
+  using T = detail::value_t<Y>;
+  return detail::recorder<T>::unary(detail::op_pow, std::forward<Y>(y), [c](T v, T& d) {
+    const T r = std::pow(c, v);
+    d = c == T(0) ? T(0) : r * std::log(c);
+    return r;
+  });
 }
 
 /// x^y. d/dx = y x^(y-1), d/dy = x^y log x (taken as 0 when x = 0; NaN for x < 0,
 /// where x^y is not differentiable in y over the reals).
-template <std::floating_point T>
-basic_value<T> pow(const basic_value<T>& x, const basic_value<T>& y) {
-  const T a = detail::value_data(x, detail::op_pow), b = detail::value_data(y, detail::op_pow);
-  const T r = std::pow(a, b);
-  const T dx = b == T(0) ? T(0) : b * std::pow(a, b - T(1));
-  const T dy = a == T(0) ? T(0) : r * std::log(a);
-  return detail::record_binary<T>(detail::op_pow, r, x, dx, y, dy);
+template <detail::scalar_value X, detail::scalar_value Y>
+requires std::same_as<std::remove_cvref_t<X>, std::remove_cvref_t<Y>> basic_value<detail::value_t<X>> pow(X&& x,
+                                                                                                          Y&& y) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::binary(detail::op_pow, std::forward<X>(x), std::forward<Y>(y),
+                                     [](T a, T b, T& dx, T& dy) {
+                                       const T r = std::pow(a, b);
+                                       dx = b == T(0) ? T(0) : b * std::pow(a, b - T(1));
+                                       dy = a == T(0) ? T(0) : r * std::log(a);
+                                       return r;
+                                     });
 }
 
 /// e^x. d/dx = e^x.
-template <std::floating_point T>
-basic_value<T> exp(const basic_value<T>& x) {
-  const T r = std::exp(detail::value_data(x, detail::op_exp));
-  return detail::record_unary<T>(detail::op_exp, r, x, r);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> exp(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_exp, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    const T r = std::exp(v);
+    d = r;
+    return r;
+  });
 }
 
 /// Natural logarithm. d/dx = 1/x (infinite at 0).
-template <std::floating_point T>
-basic_value<T> log(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_log);
-  return detail::record_unary<T>(detail::op_log, std::log(v), x, T(1) / v);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> log(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_log, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = T(1) / v;
+    return std::log(v);
+  });
 }
 
 /// Square root. d/dx = 1 / (2 sqrt x): an infinite slope at 0, never NaN.
-template <std::floating_point T>
-basic_value<T> sqrt(const basic_value<T>& x) {
-  const T r = std::sqrt(detail::value_data(x, detail::op_sqrt));
-  return detail::record_unary<T>(detail::op_sqrt, r, x, T(0.5) / r);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> sqrt(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_sqrt, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    const T r = std::sqrt(v);
+    d = T(0.5) / r;
+    return r;
+  });
 }
 
 /// Sine. d/dx = cos x.
-template <std::floating_point T>
-basic_value<T> sin(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_sin);
-  return detail::record_unary<T>(detail::op_sin, std::sin(v), x, std::cos(v));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> sin(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_sin, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = std::cos(v);
+    return std::sin(v);
+  });
 }
 
 /// Cosine. d/dx = -sin x.
-template <std::floating_point T>
-basic_value<T> cos(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_cos);
-  return detail::record_unary<T>(detail::op_cos, std::cos(v), x, -std::sin(v));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> cos(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_cos, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = -std::sin(v);
+    return std::cos(v);
+  });
 }
 
 /// Tangent. d/dx = 1 + tan^2 x.
-template <std::floating_point T>
-basic_value<T> tan(const basic_value<T>& x) {
-  const T r = std::tan(detail::value_data(x, detail::op_tan));
-  return detail::record_unary<T>(detail::op_tan, r, x, T(1) + r * r);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> tan(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_tan, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    const T r = std::tan(v);
+    d = T(1) + r * r;
+    return r;
+  });
 }
 
 /// Hyperbolic tangent. d/dx = 1 - tanh^2 x.
-template <std::floating_point T>
-basic_value<T> tanh(const basic_value<T>& x) {
-  const T r = std::tanh(detail::value_data(x, detail::op_tanh));
-  return detail::record_unary<T>(detail::op_tanh, r, x, T(1) - r * r);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> tanh(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_tanh, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    const T r = std::tanh(v);
+    d = T(1) - r * r;
+    return r;
+  });
 }
 
 /// The logistic function 1 / (1 + e^-x), computed without overflow.
 /// d/dx = s (1 - s).
-template <std::floating_point T>
-basic_value<T> sigmoid(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_sigmoid);
-  T s;
-  if (v >= T(0)) {
-    s = T(1) / (T(1) + std::exp(-v));
-  } else {
-    const T e = std::exp(v);
-    s = e / (T(1) + e);
-  }
-  return detail::record_unary<T>(detail::op_sigmoid, s, x, s * (T(1) - s));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> sigmoid(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_sigmoid, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    T s;
+    if (v >= T(0)) {
+      s = T(1) / (T(1) + std::exp(-v));
+    } else {
+      const T e = std::exp(v);
+      s = e / (T(1) + e);
+    }
+    d = s * (T(1) - s);
+    return s;
+  });
 }
 
 /// max(x, 0). d/dx = 1 for x > 0, else 0 (so relu'(0) = 0).
-template <std::floating_point T>
-basic_value<T> relu(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_relu);
-  return detail::record_unary<T>(detail::op_relu, v > T(0) ? v : T(0), x, v > T(0) ? T(1) : T(0));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> relu(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_relu, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = v > T(0) ? T(1) : T(0);
+    return v > T(0) ? v : T(0);
+  });
 }
 
 /// |x|. d/dx = sign x, with abs'(0) = 0.
-template <std::floating_point T>
-basic_value<T> abs(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_abs);
-  const T sign = v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
-  return detail::record_unary<T>(detail::op_abs, std::abs(v), x, sign);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> abs(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_abs, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = v > T(0) ? T(1) : (v < T(0) ? T(-1) : T(0));
+    return std::abs(v);
+  });
 }
 
 /// The larger of a and b. The gradient goes to the larger; on a tie it is
 /// split in halves, so max(x, x) still has slope 1 in x.
-template <std::floating_point T>
-basic_value<T> max(const basic_value<T>& a, const basic_value<T>& b) {
-  const T x = detail::value_data(a, detail::op_max), y = detail::value_data(b, detail::op_max);
-  const T da = x > y ? T(1) : (x < y ? T(0) : T(0.5));
-  return detail::record_binary<T>(detail::op_max, x >= y ? x : y, a, da, b, T(1) - da);
+template <detail::scalar_value A, detail::scalar_value B>
+requires std::same_as<std::remove_cvref_t<A>, std::remove_cvref_t<B>> basic_value<detail::value_t<A>> max(A&& a,
+                                                                                                          B&& b) {
+  using T = detail::value_t<A>;
+  return detail::recorder<T>::binary(detail::op_max, std::forward<A>(a), std::forward<B>(b),
+                                     [](T x, T y, T& da, T& db) {
+                                       da = x > y ? T(1) : (x < y ? T(0) : T(0.5));
+                                       db = T(1) - da;
+                                       return x >= y ? x : y;
+                                     });
 }
-template <std::floating_point T>
-basic_value<T> max(const basic_value<T>& a, std::type_identity_t<T> c) {
-  const T x = detail::value_data(a, detail::op_max);
-  return detail::record_unary<T>(detail::op_max, x >= c ? x : c, a, x > c ? T(1) : (x < c ? T(0) : T(0.5)));
+/// max of a Value and a constant.
+template <detail::scalar_value A>
+basic_value<detail::value_t<A>> max(A&& a, detail::value_t<A> c) {
+  using T = detail::value_t<A>;
+  return detail::recorder<T>::unary(detail::op_max, std::forward<A>(a), [c](T x, T& d) {
+    d = x > c ? T(1) : (x < c ? T(0) : T(0.5));
+    return x >= c ? x : c;
+  });
 }
-template <std::floating_point T>
-basic_value<T> max(std::type_identity_t<T> c, const basic_value<T>& a) {
-  return max(a, c);
+/// max of a constant and a Value.
+template <detail::scalar_value A>
+basic_value<detail::value_t<A>> max(detail::value_t<A> c, A&& a) {
+  return max(std::forward<A>(a), c);
 }
 
 /// The smaller of a and b; ties split the gradient in halves, as for max.
-template <std::floating_point T>
-basic_value<T> min(const basic_value<T>& a, const basic_value<T>& b) {
-  const T x = detail::value_data(a, detail::op_min), y = detail::value_data(b, detail::op_min);
-  const T da = x < y ? T(1) : (x > y ? T(0) : T(0.5));
-  return detail::record_binary<T>(detail::op_min, x <= y ? x : y, a, da, b, T(1) - da);
+template <detail::scalar_value A, detail::scalar_value B>
+requires std::same_as<std::remove_cvref_t<A>, std::remove_cvref_t<B>> basic_value<detail::value_t<A>> min(A&& a,
+                                                                                                          B&& b) {
+  using T = detail::value_t<A>;
+  return detail::recorder<T>::binary(detail::op_min, std::forward<A>(a), std::forward<B>(b),
+                                     [](T x, T y, T& da, T& db) {
+                                       da = x < y ? T(1) : (x > y ? T(0) : T(0.5));
+                                       db = T(1) - da;
+                                       return x <= y ? x : y;
+                                     });
 }
-template <std::floating_point T>
-basic_value<T> min(const basic_value<T>& a, std::type_identity_t<T> c) {
-  const T x = detail::value_data(a, detail::op_min);
-  return detail::record_unary<T>(detail::op_min, x <= c ? x : c, a, x < c ? T(1) : (x > c ? T(0) : T(0.5)));
+/// min of a Value and a constant.
+template <detail::scalar_value A>
+basic_value<detail::value_t<A>> min(A&& a, detail::value_t<A> c) {
+  using T = detail::value_t<A>;
+  return detail::recorder<T>::unary(detail::op_min, std::forward<A>(a), [c](T x, T& d) {
+    d = x < c ? T(1) : (x > c ? T(0) : T(0.5));
+    return x <= c ? x : c;
+  });
 }
-template <std::floating_point T>
-basic_value<T> min(std::type_identity_t<T> c, const basic_value<T>& a) {
-  return min(a, c);
+/// min of a constant and a Value.
+template <detail::scalar_value A>
+basic_value<detail::value_t<A>> min(detail::value_t<A> c, A&& a) {
+  return min(std::forward<A>(a), c);
 }
 
 /// log(1 + x), accurate near 0. d/dx = 1 / (1 + x).
-template <std::floating_point T>
-basic_value<T> log1p(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_log1p);
-  return detail::record_unary<T>(detail::op_log1p, std::log1p(v), x, T(1) / (T(1) + v));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> log1p(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_log1p, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = T(1) / (T(1) + v);
+    return std::log1p(v);
+  });
 }
 
 /// e^x - 1, accurate near 0. d/dx = e^x.
-template <std::floating_point T>
-basic_value<T> expm1(const basic_value<T>& x) {
-  const T r = std::expm1(detail::value_data(x, detail::op_expm1));
-  return detail::record_unary<T>(detail::op_expm1, r, x, r + T(1));
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> expm1(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_expm1, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    const T r = std::expm1(v);
+    d = r + T(1);
+    return r;
+  });
 }
 
 /// The error function. d/dx = 2/sqrt(pi) e^(-x^2).
-template <std::floating_point T>
-basic_value<T> erf(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_erf);
-  const T d = T(2) / std::sqrt(std::numbers::pi_v<T>) * std::exp(-v * v);
-  return detail::record_unary<T>(detail::op_erf, std::erf(v), x, d);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> erf(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_erf, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = T(2) / std::sqrt(std::numbers::pi_v<T>) * std::exp(-v * v);
+    return std::erf(v);
+  });
 }
 
 /// log(1 + e^x), computed without overflow. d/dx = sigmoid(x).
-template <std::floating_point T>
-basic_value<T> softplus(const basic_value<T>& x) {
-  const T v = detail::value_data(x, detail::op_softplus);
-  const T r = v > T(0) ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v));
-  const T s = v >= T(0) ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v));
-  return detail::record_unary<T>(detail::op_softplus, r, x, s);
+template <detail::scalar_value X>
+basic_value<detail::value_t<X>> softplus(X&& x) {
+  using T = detail::value_t<X>;
+  return detail::recorder<T>::unary(detail::op_softplus, std::forward<X>(x), []([[maybe_unused]] T v, T& d) {
+    d = v >= T(0) ? T(1) / (T(1) + std::exp(-v)) : std::exp(v) / (T(1) + std::exp(v));
+    return v > T(0) ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v));
+  });
 }
 
 /// A user-defined scalar op: `value` is f(x), `slope` is f'(x). The node is
@@ -195,8 +274,11 @@ template <std::floating_point T>
 basic_value<T> custom_unary(const basic_value<T>& x, std::type_identity_t<T> value, std::type_identity_t<T> slope,
                             const std::string& name) {
   const std::uint16_t op = detail::register_op_name(name);
-  (void)detail::value_data(x, op);  // checks the handle: recording a stale one would corrupt the tape
-  return detail::record_unary<T>(op, value, x, slope);
+  // The recorder checks the handle: recording a stale one would corrupt the tape.
+  return detail::recorder<T>::unary(op, x, [value, slope](T, T& d) {
+    d = slope;
+    return value;
+  });
 }
 
 /// A user-defined scalar op of two inputs: `value` is f(a, b), `da` and `db`
@@ -205,9 +287,11 @@ template <std::floating_point T>
 basic_value<T> custom_binary(const basic_value<T>& a, const basic_value<T>& b, std::type_identity_t<T> value,
                              std::type_identity_t<T> da, std::type_identity_t<T> db, const std::string& name) {
   const std::uint16_t op = detail::register_op_name(name);
-  (void)detail::value_data(a, op);  // checks both handles, as the library's ops do
-  (void)detail::value_data(b, op);
-  return detail::record_binary<T>(op, value, a, da, b, db);
+  return detail::recorder<T>::binary(op, a, b, [value, da, db](T, T, T& pa, T& pb) {
+    pa = da;
+    pb = db;
+    return value;
+  });
 }
 
 }  // namespace tapegrad

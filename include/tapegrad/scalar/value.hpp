@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tapegrad/core/config.hpp"
@@ -22,9 +24,10 @@ class basic_value;
 
 namespace detail {
 template <class T>
-basic_value<T> record_unary(std::uint16_t op, T value, const basic_value<T>& a, T da);
-template <class T>
-basic_value<T> record_binary(std::uint16_t op, T value, const basic_value<T>& a, T da, const basic_value<T>& b, T db);
+struct recorder;
+/// True when A and B are both (references to) the Value type V.
+template <class A, class B, class V>
+concept both_values = std::same_as<std::remove_cvref_t<A>, V> && std::same_as<std::remove_cvref_t<B>, V>;
 template <class T>
 void check_anomaly(std::uint16_t op, T value);
 }  // namespace detail
@@ -70,13 +73,17 @@ class basic_value {
   requires(std::is_arithmetic_v<U> && !std::same_as<U, T>) basic_value(U x)
       : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
 
-  basic_value(const basic_value& o) noexcept : s_(o.s_), h_(o.h_) { retain(); }
+  basic_value(const basic_value& o) noexcept : s_(o.s_), h_(o.h_) {
+    o.share();
+    retain();
+  }
   TAPEGRAD_ALWAYS_INLINE basic_value(basic_value&& o) noexcept : s_(o.s_), h_(o.h_) { o.s_ = nullptr; }
   basic_value& operator=(const basic_value& o) noexcept {
     if (this != &o) {
       release();
       s_ = o.s_;
       h_ = o.h_;
+      o.share();
       retain();
     }
     return *this;
@@ -98,7 +105,11 @@ class basic_value {
   /// d(root)/d(this) from the last `backward()`. Leaves accumulate across calls
   /// until `zero_grad()`; an intermediate holds the gradient of the latest
   /// root (zero when that sweep did not reach it).
-  T grad() const { return is_leaf() ? leaf().grad : node().grad; }
+  T grad() const {
+    if (is_leaf()) return leaf().grad;
+    (void)node();
+    return s_->grad_of(node_index());
+  }
 
   /// Overwrites the value of a leaf (an optimizer step). Intermediates refuse:
   /// their value is what the recorded operation computed.
@@ -111,8 +122,8 @@ class basic_value {
   void zero_grad() {
     if (is_leaf())
       leaf().grad = T(0);
-    else
-      node().grad = T(0);
+    else if ((void)node(), node_index() < s_->grads.size())
+      s_->grads[node_index()] = T(0);
   }
 
   /// True for a leaf (made from a number), false for an operation's result.
@@ -166,109 +177,158 @@ class basic_value {
   /// for a stop_gradient barrier). A plain number operand is folded into the
   /// node as a constant and is not a child. A child is a handle like any
   /// other: a leaf child keeps its leaf alive.
-  std::vector<basic_value> children() const {
-    std::vector<basic_value> out;
-    if (is_leaf()) return out;
-    const detail::scalar_node<T>& n = node();
-    if (n.arity >= 1) out.push_back(wrap(n.a));
-    if (n.arity >= 2) out.push_back(wrap(n.b));
-    return out;
-  }
+  std::vector<basic_value> children() const;
 
   /// The input whose gradient a stop_gradient node blocks, drawn by printed
   /// graphs as a cut edge; an empty handle (`defined()` false) for any other value.
-  basic_value stopped_input() const {
-    if (is_leaf()) return basic_value(empty_tag{});
-    const detail::scalar_node<T>& n = node();
-    if (n.op != detail::op_stop_gradient) return basic_value(empty_tag{});
-    return wrap(n.a);
-  }
+  basic_value stopped_input() const;
 
   /// d(this)/d(child) for each child, as computed on the forward pass.
-  std::vector<T> local_grads() const {
-    std::vector<T> out;
-    if (is_leaf()) return out;
-    const detail::scalar_node<T>& n = node();
-    if (n.arity >= 1) out.push_back(n.da);
-    if (n.arity >= 2) out.push_back(n.db);
-    return out;
-  }
+  std::vector<T> local_grads() const;
 
   /// The name of the operation that made this value ("mul", "stop_gradient", ...; "leaf").
-  std::string op() const { return is_leaf() ? std::string("leaf") : detail::op_name(node().op); }
+  /// For a statement that fused several operations it is the outermost one:
+  /// "add" for `x * y + sin(x)`.
+  std::string op() const;
 
   // ---- arithmetic (hidden friends, so `x * 2` and `2 * x` both work) ----------
+  // Each operator takes its Value operands as forwarding references: an
+  // operand passed as an rvalue that is the only handle to the newest
+  // statement is consumed, and the operation extends that statement.
 
   // d(a+b)/da = 1, d(a+b)/db = 1
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a, const basic_value& b) {
-    return detail::record_binary<T>(detail::op_add, a.data_for(detail::op_add) + b.data_for(detail::op_add), a, T(1), b,
-                                    T(1));
+  template <class A, class B>
+  requires detail::both_values<A, B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(A&& a, B&& b) {
+    return detail::recorder<T>::binary(detail::op_add, std::forward<A>(a), std::forward<B>(b),
+                                       [](T x, T y, T& da, T& db) {
+                                         da = T(1);
+                                         db = T(1);
+                                         return x + y;
+                                       });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_add, a.data_for(detail::op_add) + b, a, T(1));
+  template <class A>
+  requires detail::one_value<A, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(A&& a, T b) {
+    return detail::recorder<T>::unary(detail::op_add, std::forward<A>(a), [b](T x, T& d) {
+      d = T(1);
+      return x + b;
+    });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(T a, const basic_value& b) { return b + a; }
+  template <class B>
+  requires detail::one_value<B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(T a, B&& b) {
+    return std::forward<B>(b) + a;
+  }
 
   // d(a-b)/da = 1, d(a-b)/db = -1
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a, const basic_value& b) {
-    return detail::record_binary<T>(detail::op_sub, a.data_for(detail::op_sub) - b.data_for(detail::op_sub), a, T(1), b,
-                                    T(-1));
+  template <class A, class B>
+  requires detail::both_values<A, B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(A&& a, B&& b) {
+    return detail::recorder<T>::binary(detail::op_sub, std::forward<A>(a), std::forward<B>(b),
+                                       [](T x, T y, T& da, T& db) {
+                                         da = T(1);
+                                         db = T(-1);
+                                         return x - y;
+                                       });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_sub, a.data_for(detail::op_sub) - b, a, T(1));
+  template <class A>
+  requires detail::one_value<A, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(A&& a, T b) {
+    return detail::recorder<T>::unary(detail::op_sub, std::forward<A>(a), [b](T x, T& d) {
+      d = T(1);
+      return x - b;
+    });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(T a, const basic_value& b) {
-    return detail::record_unary<T>(detail::op_sub, a - b.data_for(detail::op_sub), b, T(-1));
+  template <class B>
+  requires detail::one_value<B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(T a, B&& b) {
+    return detail::recorder<T>::unary(detail::op_sub, std::forward<B>(b), [a](T y, T& d) {
+      d = T(-1);
+      return a - y;
+    });
   }
 
   // d(a*b)/da = b, d(a*b)/db = a
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(const basic_value& a, const basic_value& b) {
-    const T x = a.data_for(detail::op_mul), y = b.data_for(detail::op_mul);
-    return detail::record_binary<T>(detail::op_mul, x * y, a, y, b, x);
+  template <class A, class B>
+  requires detail::both_values<A, B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(A&& a, B&& b) {
+    return detail::recorder<T>::binary(detail::op_mul, std::forward<A>(a), std::forward<B>(b),
+                                       [](T x, T y, T& da, T& db) {
+                                         da = y;
+                                         db = x;
+                                         return x * y;
+                                       });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_mul, a.data_for(detail::op_mul) * b, a, b);
+  template <class A>
+  requires detail::one_value<A, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(A&& a, T b) {
+    return detail::recorder<T>::unary(detail::op_mul, std::forward<A>(a), [b](T x, T& d) {
+      d = b;
+      return x * b;
+    });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(T a, const basic_value& b) { return b * a; }
+  template <class B>
+  requires detail::one_value<B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator*(T a, B&& b) {
+    return std::forward<B>(b) * a;
+  }
 
   // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(const basic_value& a, const basic_value& b) {
-    const T x = a.data_for(detail::op_div), y = b.data_for(detail::op_div);
-    const T inv = T(1) / y;
-    return detail::record_binary<T>(detail::op_div, x * inv, a, inv, b, -x * inv * inv);
+  template <class A, class B>
+  requires detail::both_values<A, B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(A&& a, B&& b) {
+    return detail::recorder<T>::binary(detail::op_div, std::forward<A>(a), std::forward<B>(b),
+                                       [](T x, T y, T& da, T& db) {
+                                         const T inv = T(1) / y;
+                                         da = inv;
+                                         db = -x * inv * inv;
+                                         return x * inv;
+                                       });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(const basic_value& a, T b) {
-    return detail::record_unary<T>(detail::op_div, a.data_for(detail::op_div) / b, a, T(1) / b);
+  template <class A>
+  requires detail::one_value<A, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(A&& a, T b) {
+    return detail::recorder<T>::unary(detail::op_div, std::forward<A>(a), [b](T x, T& d) {
+      d = T(1) / b;
+      return x / b;
+    });
   }
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(T a, const basic_value& b) {
-    const T y = b.data_for(detail::op_div);
-    return detail::record_unary<T>(detail::op_div, a / y, b, -a / (y * y));
+  template <class B>
+  requires detail::one_value<B, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator/(T a, B&& b) {
+    return detail::recorder<T>::unary(detail::op_div, std::forward<B>(b), [a](T y, T& d) {
+      d = -a / (y * y);
+      return a / y;
+    });
   }
 
   // d(-a)/da = -1
-  TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(const basic_value& a) {
-    return detail::record_unary<T>(detail::op_neg, -a.data_for(detail::op_neg), a, T(-1));
+  template <class A>
+  requires detail::one_value<A, basic_value> TAPEGRAD_ALWAYS_INLINE friend basic_value operator-(A&& a) {
+    return detail::recorder<T>::unary(detail::op_neg, std::forward<A>(a), [](T x, T& d) {
+      d = T(-1);
+      return -x;
+    });
   }
   TAPEGRAD_ALWAYS_INLINE friend basic_value operator+(const basic_value& a) { return a; }
 
   // Compound assignment rebinds this handle to the new node, as `x = x + y`
-  // would. Under NoGradGuard a leaf is updated in place instead, which is how
-  // an optimizer step reads: `{ NoGradGuard g; w -= lr * w.grad(); }`.
-  TAPEGRAD_ALWAYS_INLINE basic_value& operator+=(const basic_value& o) {
-    return assign_op(
-        o, [](T a, T b) { return a + b; }, *this + o);
+  // would; this handle's own statement is extended when it is the only
+  // handle to the newest one (`s += a * b` in a loop builds one statement).
+  // Under NoGradGuard a leaf is updated in place instead, which is how an
+  // optimizer step reads: `{ NoGradGuard g; w -= lr * w.grad(); }`.
+  template <class O>
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator+=(O&& o) {
+    if (in_place_leaf()) return set_in_place(data() + value_of(o));
+    *this = std::move(*this) + std::forward<O>(o);
+    return *this;
   }
-  TAPEGRAD_ALWAYS_INLINE basic_value& operator-=(const basic_value& o) {
-    return assign_op(
-        o, [](T a, T b) { return a - b; }, *this - o);
+  template <class O>
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator-=(O&& o) {
+    if (in_place_leaf()) return set_in_place(data() - value_of(o));
+    *this = std::move(*this) - std::forward<O>(o);
+    return *this;
   }
-  TAPEGRAD_ALWAYS_INLINE basic_value& operator*=(const basic_value& o) {
-    return assign_op(
-        o, [](T a, T b) { return a * b; }, *this * o);
+  template <class O>
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator*=(O&& o) {
+    if (in_place_leaf()) return set_in_place(data() * value_of(o));
+    *this = std::move(*this) * std::forward<O>(o);
+    return *this;
   }
-  TAPEGRAD_ALWAYS_INLINE basic_value& operator/=(const basic_value& o) {
-    return assign_op(
-        o, [](T a, T b) { return a / b; }, *this / o);
+  template <class O>
+  TAPEGRAD_ALWAYS_INLINE basic_value& operator/=(O&& o) {
+    if (in_place_leaf()) return set_in_place(data() / value_of(o));
+    *this = std::move(*this) / std::forward<O>(o);
+    return *this;
   }
 
   // Comparisons look at the data only; they record nothing.
@@ -283,6 +343,7 @@ class basic_value {
 
  private:
   friend struct detail::access<basic_value>;
+  friend struct detail::recorder<T>;
   struct raw_tag {};
   struct empty_tag {};
   explicit basic_value(empty_tag) noexcept {}
@@ -315,7 +376,22 @@ class basic_value {
   }
 
   // The leaf slot or node index, for messages and labels.
-  std::uint32_t slot() const noexcept { return is_leaf() ? (h_.index & detail::slot_mask) : h_.index; }
+  std::uint32_t slot() const noexcept { return h_.index & detail::slot_mask; }
+  // The statement index of an intermediate handle.
+  std::uint32_t node_index() const noexcept { return h_.index & detail::slot_mask; }
+
+  // A copy is being made: this handle is no longer the only one to its statement.
+  void share() const noexcept {
+    if (!is_leaf()) h_.index &= ~detail::sole_bit;
+  }
+
+  bool in_place_leaf() const { return !is_grad_enabled() && is_leaf(); }
+  basic_value& set_in_place(T x) {
+    leaf().value = x;
+    return *this;
+  }
+  static T value_of(const basic_value& o) { return o.data(); }
+  static T value_of(T o) noexcept { return o; }
 
   // True when the node or leaf slot is still the one this handle was made
   // for. Only meaningful where usable_here() holds.
@@ -327,23 +403,14 @@ class basic_value {
     // Within one epoch nodes are only appended, so a handle of the current
     // epoch is alive without looking at its node.
     if (h_.stamp == s_->epoch) return true;
-    return h_.index < s_->nodes.size() && s_->nodes[h_.index].epoch == h_.stamp;
+    const std::uint32_t i = node_index();
+    return i < s_->nodes.size() && s_->nodes[i].epoch == h_.stamp;
   }
 
   basic_value wrap(std::uint32_t index) const {
     const std::uint32_t stamp =
         (index & detail::leaf_bit) ? s_->leaves[index & detail::slot_mask].generation : s_->nodes[index].epoch;
     return from_raw(*s_, index, stamp);
-  }
-
-  template <class F>
-  TAPEGRAD_ALWAYS_INLINE basic_value& assign_op(const basic_value& o, F f, basic_value&& recorded) {
-    if (!is_grad_enabled() && is_leaf()) {
-      leaf().value = f(leaf().value, o.data());
-    } else {
-      *this = std::move(recorded);
-    }
-    return *this;
   }
 
   // A leaf handle holds one reference to its slot while its counted bit is
@@ -386,7 +453,7 @@ class basic_value {
   // stale handle's error names the operation).
   TAPEGRAD_ALWAYS_INLINE T data_for(std::uint16_t op) const {
     check_alive(op);
-    return is_leaf() ? s_->leaves[h_.index & detail::slot_mask].value : s_->nodes[h_.index].value;
+    return is_leaf() ? s_->leaves[h_.index & detail::slot_mask].value : s_->nodes[node_index()].value;
   }
 
   detail::scalar_leaf<T>& leaf() const {
@@ -395,16 +462,12 @@ class basic_value {
   }
   detail::scalar_node<T>& node() const {
     check_alive("Value");
-    return s_->nodes[h_.index];
+    return s_->nodes[node_index()];
   }
 
   // The index a recorded edge keeps: the leaf slot (with leaf_bit) or the node.
   std::uint32_t edge_index() const noexcept { return h_.index & ~detail::counted_bit; }
 
-  template <class U>
-  friend basic_value<U> detail::record_unary(std::uint16_t, U, const basic_value<U>&, U);
-  template <class U>
-  friend basic_value<U> detail::record_binary(std::uint16_t, U, const basic_value<U>&, U, const basic_value<U>&, U);
   template <std::floating_point U>
   friend basic_value<U> stop_gradient(const basic_value<U>&);
 
@@ -416,7 +479,7 @@ class basic_value {
   };
 
   detail::scalar_store<T>* s_ = nullptr;
-  handle_bits h_;
+  mutable handle_bits h_;  // mutable: a copy clears the source's sole_bit
 };
 
 /// The double-precision scalar: what the tutorials and the worked examples use.

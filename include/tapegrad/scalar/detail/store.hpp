@@ -1,14 +1,39 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "tapegrad/core/config.hpp"
 #include "tapegrad/core/tape.hpp"
 
+namespace tapegrad {
+template <std::floating_point T>
+class basic_value;
+}  // namespace tapegrad
+
 namespace tapegrad::detail {
+
+/// True for basic_value<T>.
+template <class X>
+inline constexpr bool is_basic_value = false;
+template <class T>
+inline constexpr bool is_basic_value<basic_value<T>> = true;
+/// A (reference to a) basic_value: what the scalar math functions accept.
+template <class X>
+concept scalar_value = is_basic_value<std::remove_cvref_t<X>>;
+/// The floating type of a scalar_value.
+template <class X>
+using value_t = typename std::remove_cvref_t<X>::value_type;
+/// True when A is (a reference to) the Value type V.
+template <class A, class V>
+concept one_value = std::same_as<std::remove_cvref_t<A>, V>;
 
 /// Marks a node index as one of the leaf slots rather than an intermediate.
 inline constexpr std::uint32_t leaf_bit = 0x8000'0000u;
@@ -18,22 +43,24 @@ inline constexpr std::uint32_t leaf_bit = 0x8000'0000u;
 inline constexpr std::uint32_t counted_bit = 0x4000'0000u;
 /// The leaf slot of a leaf handle's index.
 inline constexpr std::uint32_t slot_mask = ~(leaf_bit | counted_bit);
-/// Intermediate index 0 is a sink: unary nodes point their unused edge at it.
+/// On an intermediate handle: this handle is the only one to its statement, so
+/// an operation that consumes it (an rvalue) may extend the statement instead
+/// of recording a new one. Copies clear it on both sides.
+inline constexpr std::uint32_t sole_bit = counted_bit;
+/// Set on a statement's op: the statement has a non-finite partial and is never extended.
+inline constexpr std::uint16_t sealed_op = 0x8000u;
+/// Intermediate index 0 is a sink: it has no operands and absorbs nothing.
 inline constexpr std::uint32_t sink_index = 0;
 
-/// One recorded scalar operation: its value, its gradient and up to two edges,
-/// each a child and the local gradient d(node)/d(child) taken on the forward pass.
+/// One recorded statement: its value, where its operands end in the operand
+/// arrays (they begin where the previous statement's end), and the epoch it
+/// was recorded in. A statement is one operation, or several fused into one
+/// (see docs/concepts.md, "How a statement is recorded").
 template <class T>
 struct scalar_node {
   T value;
-  T grad;
-  T da;             // d(node)/d(child a)
-  T db;             // d(node)/d(child b)
-  std::uint32_t a;  // child a (leaf_bit set for a leaf)
-  std::uint32_t b;  // child b, or sink_index for a unary op
-  std::uint32_t epoch;
-  std::uint16_t op;  // index into op_names()
-  std::uint16_t arity;
+  std::uint32_t end;    // one past the statement's last operand
+  std::uint32_t epoch;  // the tape's epoch when the statement was recorded
 };
 
 /// A leaf: a parameter or an input. It lives until the last handle to it is
@@ -95,6 +122,7 @@ enum scalar_op : std::uint16_t {
 inline std::string op_name(std::uint16_t op) {
   std::lock_guard lock(op_name_mutex());
   const auto& t = op_name_table();
+  op = static_cast<std::uint16_t>(op & ~sealed_op);
   return op < t.size() ? t[op] : std::string("op#") + std::to_string(op);
 }
 
@@ -104,40 +132,127 @@ inline std::uint16_t register_op_name(const std::string& name) {
   auto& t = op_name_table();
   for (std::size_t i = 0; i < t.size(); ++i)
     if (t[i] == name) return static_cast<std::uint16_t>(i);
+  if (t.size() >= sealed_op) throw error("custom scalar op \"" + name + "\": more than 32767 op names registered");
   t.push_back(name);
   return static_cast<std::uint16_t>(t.size() - 1);
 }
+
+/// A growable array of trivially copyable records, for the tape's hot path:
+/// appending is inlined down to one compare and one store; growing (doubling)
+/// is out of line. Capacity is kept across clears.
+template <class R>
+class pod_array {
+ public:
+  pod_array() = default;
+  pod_array(const pod_array&) = delete;
+  pod_array& operator=(const pod_array&) = delete;
+  ~pod_array() { ::operator delete(data_); }
+
+  TAPEGRAD_ALWAYS_INLINE void push_back(const R& r) {
+    if (size_ == cap_) [[unlikely]]
+      grow(size_ + 1);
+    data_[size_++] = r;
+  }
+  void pop_back() noexcept { --size_; }
+  /// Shrinks, or grows filling with `fill`.
+  void resize(std::size_t n, R fill = R{}) {
+    if (n > cap_) grow(n);
+    for (std::size_t i = size_; i < n; ++i) data_[i] = fill;
+    size_ = n;
+  }
+  void reserve(std::size_t n) {
+    if (n > cap_) grow(n);
+  }
+  void clear() noexcept { size_ = 0; }
+  /// Gives the memory back.
+  void release() noexcept {
+    ::operator delete(data_);
+    data_ = nullptr;
+    size_ = cap_ = 0;
+  }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return cap_; }
+  bool empty() const noexcept { return size_ == 0; }
+  R* data() noexcept { return data_; }
+  const R* data() const noexcept { return data_; }
+  R* begin() noexcept { return data_; }
+  R* end() noexcept { return data_ + size_; }
+  R& operator[](std::size_t i) noexcept { return data_[i]; }
+  const R& operator[](std::size_t i) const noexcept { return data_[i]; }
+  R& back() noexcept { return data_[size_ - 1]; }
+  const R& back() const noexcept { return data_[size_ - 1]; }
+
+ private:
+  TAPEGRAD_COLD void grow(std::size_t need) {
+    std::size_t cap = cap_ ? cap_ * 2 : 64;
+    while (cap < need) cap *= 2;
+    R* fresh = static_cast<R*>(::operator new(cap * sizeof(R)));
+    if (size_) std::memcpy(static_cast<void*>(fresh), data_, size_ * sizeof(R));
+    ::operator delete(data_);
+    data_ = fresh;
+    cap_ = cap;
+  }
+
+  R* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t cap_ = 0;
+};
 
 /// The scalar records of a tape for one floating type: intermediates in order
 /// of recording, and the leaf slots beside them.
 template <class T>
 struct scalar_store final : store {
-  std::vector<scalar_node<T>> nodes;
+  pod_array<scalar_node<T>> nodes;  // statements, in order of recording; 0 is the sink
+  pod_array<std::uint16_t> ops;     // the outermost operation of each statement
+  pod_array<std::uint32_t> ids;     // operands: the child each one reads (leaf_bit for a leaf)
+  pod_array<T> partials;            // operands: d(statement)/d(child)
+  pod_array<T> grads;               // adjoints by statement, grown by the sweep
   std::vector<scalar_leaf<T>> leaves;
   std::vector<std::uint32_t> free_leaves;      // reusable now
   std::vector<std::uint32_t> released_leaves;  // reusable after the next clear or rewind
   std::vector<std::string> leaf_labels;        // optional names, by leaf slot
   std::vector<std::string> node_labels;        // optional names, by node index
+  std::vector<std::uint32_t> stopped;          // stop_gradient statements and their sources, in pairs
   std::uint32_t swept = 0;                     // nodes below this index may hold a gradient of an earlier sweep
   std::uint32_t generations = 0;               // the last generation handed to a leaf
+  mutable std::uint32_t fuse_floor = 1;        // statements below this (a mark was taken there) are never extended
+  std::size_t elementary = 0;                  // operations recorded since the last clear, fused or not
 
   scalar_store() { reset_nodes(); }
 
-  // Positions count recorded nodes; index 0 is the sink, not a record.
-  std::size_t position() const noexcept override { return nodes.empty() ? 0 : nodes.size() - 1; }
+  // Positions count recorded statements; index 0 is the sink, not a record.
+  // A mark reads the position: statements before it must stay as they are.
+  std::size_t position() const noexcept override {
+    fuse_floor = static_cast<std::uint32_t>(nodes.size());
+    return nodes.empty() ? 0 : nodes.size() - 1;
+  }
   void truncate(std::size_t keep) override { truncate_to(static_cast<std::uint32_t>(keep + 1)); }
   std::size_t bytes() const noexcept override {
-    return nodes.capacity() * sizeof(scalar_node<T>) + leaves.capacity() * sizeof(scalar_leaf<T>);
+    return nodes.capacity() * sizeof(scalar_node<T>) + ops.capacity() * sizeof(std::uint16_t) +
+           ids.capacity() * sizeof(std::uint32_t) + partials.capacity() * sizeof(T) + grads.capacity() * sizeof(T) +
+           leaves.capacity() * sizeof(scalar_leaf<T>);
+  }
+  /// Bytes the recorded statements use (not capacity): statement records,
+  /// operands and adjoints.
+  std::size_t used_bytes() const noexcept {
+    return nodes.size() * (sizeof(scalar_node<T>) + sizeof(std::uint16_t) + sizeof(T)) +
+           ids.size() * (sizeof(std::uint32_t) + sizeof(T));
   }
   void release() noexcept override {
     // Keep `generations`: a handle from this use of the tape must never match a leaf of the next.
-    std::vector<scalar_node<T>>().swap(nodes);
+    nodes.release();
+    ops.release();
+    ids.release();
+    partials.release();
+    grads.release();
     std::vector<scalar_leaf<T>>().swap(leaves);
     std::vector<std::uint32_t>().swap(free_leaves);
     std::vector<std::uint32_t>().swap(released_leaves);
     std::vector<std::string>().swap(leaf_labels);
     std::vector<std::string>().swap(node_labels);
+    std::vector<std::uint32_t>().swap(stopped);
     swept = 0;
+    elementary = 0;
     try {
       reset_nodes();
     } catch (...) {
@@ -147,8 +262,18 @@ struct scalar_store final : store {
 
   void reset_nodes() {
     nodes.clear();
-    nodes.push_back(scalar_node<T>{T(0), T(0), T(0), T(0), sink_index, sink_index, 0, op_sink, 0});
+    ops.clear();
+    ids.clear();
+    partials.clear();
+    stopped.clear();
+    nodes.push_back(scalar_node<T>{T(0), 0, 0});
+    ops.push_back(op_sink);
+    fuse_floor = 1;
+    elementary = 0;
   }
+
+  /// Where statement i's operands begin.
+  std::uint32_t begin_of(std::uint32_t i) const noexcept { return i == 0 ? 0 : nodes[i - 1].end; }
 
   std::uint32_t new_leaf(T value) {
     std::uint32_t slot;
@@ -186,11 +311,27 @@ struct scalar_store final : store {
     }
   }
 
-  /// Frees every intermediate recorded at or after index `keep`.
+  /// Frees every statement recorded at or after index `keep`.
   void truncate_to(std::uint32_t keep) {
     if (nodes.empty()) reset_nodes();
     if (keep < 1) keep = 1;
-    if (keep < nodes.size()) nodes.resize(keep);
+    if (keep < nodes.size()) {
+      const std::uint32_t operands = nodes[keep - 1].end;
+      nodes.resize(keep);
+      ops.resize(keep);
+      ids.resize(operands);
+      partials.resize(operands);
+      if (grads.size() > keep) grads.resize(keep);
+      std::size_t kept_stops = 0;
+      for (std::size_t k = 0; k + 1 < stopped.size(); k += 2)
+        if (stopped[k] < keep) {
+          stopped[kept_stops++] = stopped[k];
+          stopped[kept_stops++] = stopped[k + 1];
+        }
+      stopped.resize(kept_stops);
+    }
+    if (keep <= 1) elementary = 0;
+    if (fuse_floor > keep) fuse_floor = keep;
     if (swept > keep) swept = keep;
     if (node_labels.size() > keep) node_labels.resize(keep);
     // A released leaf made before `keep` may still be a child of a kept node.
@@ -210,7 +351,10 @@ struct scalar_store final : store {
     released_leaves.resize(kept);
   }
 
-  T& grad_ref(std::uint32_t i) noexcept { return (i & leaf_bit) ? leaves[i & slot_mask].grad : nodes[i].grad; }
+  T grad_of(std::uint32_t i) const noexcept {
+    if (i & leaf_bit) return leaves[i & slot_mask].grad;
+    return i < grads.size() ? grads[i] : T(0);
+  }
   T value_of(std::uint32_t i) const noexcept { return (i & leaf_bit) ? leaves[i & slot_mask].value : nodes[i].value; }
 };
 
