@@ -11,8 +11,22 @@
 #endif
 
 /// Forces inlining of the small functions on the scalar recording path, where
-/// a call per operation would cost more than the operation.
-#if defined(__GNUC__) || defined(__clang__)
+/// a call per operation would cost more than the operation. Not under
+/// AddressSanitizer or ThreadSanitizer: there the instrumented recording code,
+/// inlined into every operation of a long function, can take the compiler
+/// minutes per function, and a sanitized build is for finding bugs, not for speed.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TAPEGRAD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TAPEGRAD_SANITIZED 1
+#endif
+#endif
+
+#if defined(TAPEGRAD_SANITIZED) && (defined(__GNUC__) || defined(__clang__))
+#define TAPEGRAD_ALWAYS_INLINE inline
+#define TAPEGRAD_COLD [[gnu::cold, gnu::noinline]]
+#elif defined(__GNUC__) || defined(__clang__)
 #define TAPEGRAD_ALWAYS_INLINE [[gnu::always_inline]] inline
 #define TAPEGRAD_COLD [[gnu::cold, gnu::noinline]]
 #elif defined(_MSC_VER)
