@@ -91,6 +91,31 @@ TEST_CASE("statements: what ends a statement") {
     CHECK(u.data() == 5.0);
   }
 
+  SUBCASE("a copy moved on: the original keeps its value") {
+    Value t = x * x;
+    Value copy = t;
+    Value u = std::move(copy) + 1.0;  // the copy names t's statement: a new one
+    CHECK(tape.size() == 2);
+    CHECK(t.data() == 4.0);
+    CHECK(u.data() == 5.0);
+    Value assigned;
+    assigned = t;
+    Value w = std::move(assigned) * 3.0;
+    CHECK(t.data() == 4.0);
+    CHECK(w.data() == 12.0);
+    w.backward();
+    CHECK(x.grad() == 12.0);  // d/dx 3x^2
+  }
+
+  SUBCASE("a handle from stopped_input() keeps its value") {
+    Value t = x * x;
+    Value cut = tapegrad::stop_gradient(t);
+    Value source = cut.stopped_input();
+    Value u = std::move(t) * 5.0;
+    CHECK(source.data() == 4.0);
+    CHECK(u.data() == 20.0);
+  }
+
   SUBCASE("std::move of the only handle hands the statement over") {
     Value t = x * x;
     Value u = std::move(t) + 1.0;

@@ -151,6 +151,33 @@ TEST_CASE("A handle used from another thread works or raises tapegrad::error") {
   }
 }
 
+// Copying a handle reads it and nothing else: two threads copying the same
+// Value at once is not a data race (ThreadSanitizer would stop this test), and
+// a copy brought back to the owner is a second handle like any other, so an
+// operation that consumes it never rewrites the original's statement.
+TEST_CASE("Copies of one Value made on two threads at once leave it as it was") {
+  tapegrad::Tape tape;
+  tapegrad::Tape::Scope use(tape);
+  Value x = 3.0;
+  const Value y = x * x;  // 9
+  Value brought_back[2];
+  auto copy_many = [&](int t) {
+    std::vector<Value> copies;
+    for (int i = 0; i < 1000; ++i) copies.push_back(y);
+    brought_back[t] = copies.back();
+  };
+  std::thread a(copy_many, 0), b(copy_many, 1);
+  a.join();
+  b.join();
+  Value z = std::move(brought_back[0]) + 1.0;
+  Value w = std::move(brought_back[1]) * 2.0;
+  CHECK(y.data() == 9.0);
+  CHECK(z.data() == 10.0);
+  CHECK(w.data() == 18.0);
+  w.backward();
+  CHECK(x.grad() == 12.0);  // d/dx 2x^2
+}
+
 // A Value recorded on a worker's default tape outlives the tape when the
 // worker ends. The rule (docs/concepts.md, "Tapes and threads"): using it then
 // raises tapegrad::error, or it still reads the right value; it never reads

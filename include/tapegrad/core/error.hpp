@@ -58,6 +58,13 @@ class anomaly_error : public error {
   using error::error;
 };
 
+/// A recorded function, replayed at new inputs, took another branch: one of
+/// the comparisons it made came out differently. Record it again there.
+class replay_error : public error {
+ public:
+  using error::error;
+};
+
 /// A checkpoint could not be read or written; the model and the file are untouched.
 class io_error : public error {
  public:

@@ -3,6 +3,7 @@
 
 #include <bit>
 #include <cmath>
+#include <compare>
 #include <concepts>
 #include <cstdint>
 #include <sstream>
@@ -73,18 +74,14 @@ class basic_value {
   requires(std::is_arithmetic_v<U> && !std::same_as<U, T>) basic_value(U x)
       : basic_value(static_cast<T>(x)) {}  // NOLINT(google-explicit-constructor)
 
-  basic_value(const basic_value& o) noexcept : s_(o.s_), h_(o.h_) {
-    o.share();
-    retain();
-  }
+  basic_value(const basic_value& o) noexcept : s_(o.s_), h_(o.h_) { adopt(); }
   TAPEGRAD_ALWAYS_INLINE basic_value(basic_value&& o) noexcept : s_(o.s_), h_(o.h_) { o.s_ = nullptr; }
   basic_value& operator=(const basic_value& o) noexcept {
     if (this != &o) {
       release();
       s_ = o.s_;
       h_ = o.h_;
-      o.share();
-      retain();
+      adopt();
     }
     return *this;
   }
@@ -115,6 +112,7 @@ class basic_value {
   /// their value is what the recorded operation computed.
   void set_data(T x) {
     if (!is_leaf()) throw value_error("set_data: " + describe() + " is an intermediate; only a leaf can be set");
+    detail::recorder<T>::check_not_traced(*this, "set_data");
     leaf().value = x;
   }
 
@@ -331,11 +329,17 @@ class basic_value {
     return *this;
   }
 
-  // Comparisons look at the data only; they record nothing.
-  friend bool operator==(const basic_value& a, const basic_value& b) { return a.data() == b.data(); }
-  friend bool operator==(const basic_value& a, T b) { return a.data() == b; }
-  friend auto operator<=>(const basic_value& a, const basic_value& b) { return a.data() <=> b.data(); }
-  friend auto operator<=>(const basic_value& a, T b) { return a.data() <=> b; }
+  // Comparisons look at the data only; they record nothing on the tape. While
+  // a function is recorded for replay (autodiff/recording.hpp), each one is
+  // noted, and every replay checks that it comes out the same.
+  friend bool operator==(const basic_value& a, const basic_value& b) { return detail::recorder<T>::equal(a, &b, T(0)); }
+  friend bool operator==(const basic_value& a, T b) { return detail::recorder<T>::equal(a, nullptr, b); }
+  friend std::partial_ordering operator<=>(const basic_value& a, const basic_value& b) {
+    return detail::recorder<T>::compare(a, &b, T(0));
+  }
+  friend std::partial_ordering operator<=>(const basic_value& a, T b) {
+    return detail::recorder<T>::compare(a, nullptr, b);
+  }
 
   friend std::ostream& operator<<(std::ostream& os, const basic_value& v) {
     return os << "Value(data=" << v.data() << ", grad=" << v.grad() << ")";
@@ -380,13 +384,20 @@ class basic_value {
   // The statement index of an intermediate handle.
   std::uint32_t node_index() const noexcept { return h_.index & detail::slot_mask; }
 
-  // A copy is being made: this handle is no longer the only one to its statement.
-  void share() const noexcept {
-    if (!is_leaf()) h_.index &= ~detail::sole_bit;
+  // This handle was just copied from another. A leaf copy takes a reference.
+  // A copy of an intermediate tells the store that its statement now has two
+  // handles, so no operation extends it (the source handle is left untouched:
+  // it may be read on another thread at the same time).
+  void adopt() noexcept {
+    if (!s_) return;
+    if (is_leaf()) return retain();
+    h_.index &= ~detail::sole_bit;
+    s_->keep_as_is(node_index());
   }
 
   bool in_place_leaf() const { return !is_grad_enabled() && is_leaf(); }
   basic_value& set_in_place(T x) {
+    detail::recorder<T>::check_not_traced(*this, "an in-place update under NoGradGuard");
     leaf().value = x;
     return *this;
   }
@@ -408,6 +419,7 @@ class basic_value {
   }
 
   basic_value wrap(std::uint32_t index) const {
+    if (!(index & detail::leaf_bit)) s_->keep_as_is(index);
     const std::uint32_t stamp =
         (index & detail::leaf_bit) ? s_->leaves[index & detail::slot_mask].generation : s_->nodes[index].epoch;
     return from_raw(*s_, index, stamp);
@@ -479,7 +491,7 @@ class basic_value {
   };
 
   detail::scalar_store<T>* s_ = nullptr;
-  mutable handle_bits h_;  // mutable: a copy clears the source's sole_bit
+  handle_bits h_;
 };
 
 /// The double-precision scalar: what the tutorials and the worked examples use.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 
+#include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "tapegrad/core/config.hpp"
 #include "tapegrad/core/tape.hpp"
+#include "tapegrad/scalar/detail/program.hpp"
 
 namespace tapegrad {
 template <std::floating_point T>
@@ -43,9 +45,10 @@ inline constexpr std::uint32_t leaf_bit = 0x8000'0000u;
 inline constexpr std::uint32_t counted_bit = 0x4000'0000u;
 /// The leaf slot of a leaf handle's index.
 inline constexpr std::uint32_t slot_mask = ~(leaf_bit | counted_bit);
-/// On an intermediate handle: this handle is the only one to its statement, so
-/// an operation that consumes it (an rvalue) may extend the statement instead
-/// of recording a new one. Copies clear it on both sides.
+/// On an intermediate handle: the handle an operation returned, so an
+/// operation that consumes it (an rvalue) may extend its statement instead of
+/// recording a new one, unless the store says a second handle was made (see
+/// scalar_store::keep_as_is). A copy never carries it.
 inline constexpr std::uint32_t sole_bit = counted_bit;
 /// Set on a statement's op: the statement has a non-finite partial and is never extended.
 inline constexpr std::uint16_t sealed_op = 0x8000u;
@@ -215,15 +218,19 @@ struct scalar_store final : store {
   std::vector<std::uint32_t> stopped;          // stop_gradient statements and their sources, in pairs
   std::uint32_t swept = 0;                     // nodes below this index may hold a gradient of an earlier sweep
   std::uint32_t generations = 0;               // the last generation handed to a leaf
-  mutable std::uint32_t fuse_floor = 1;        // statements below this (a mark was taken there) are never extended
-  std::size_t elementary = 0;                  // operations recorded since the last clear, fused or not
+  // Statements below this are never extended: a mark was taken after them, or
+  // a second handle to one of them was made. Copies may be made on any thread,
+  // so it is atomic; it only grows, except when statements are freed.
+  mutable std::atomic<std::uint32_t> fuse_floor{1};
+  std::size_t elementary = 0;            // operations recorded since the last clear, fused or not
+  replay_program<T>* program = nullptr;  // set while a function is recorded for replay
 
   scalar_store() { reset_nodes(); }
 
   // Positions count recorded statements; index 0 is the sink, not a record.
   // A mark reads the position: statements before it must stay as they are.
   std::size_t position() const noexcept override {
-    fuse_floor = static_cast<std::uint32_t>(nodes.size());
+    if (!nodes.empty()) keep_as_is(static_cast<std::uint32_t>(nodes.size() - 1));
     return nodes.empty() ? 0 : nodes.size() - 1;
   }
   void truncate(std::size_t keep) override { truncate_to(static_cast<std::uint32_t>(keep + 1)); }
@@ -268,8 +275,16 @@ struct scalar_store final : store {
     stopped.clear();
     nodes.push_back(scalar_node<T>{T(0), 0, 0});
     ops.push_back(op_sink);
-    fuse_floor = 1;
+    fuse_floor.store(1, std::memory_order_relaxed);
     elementary = 0;
+  }
+
+  /// Statement `i`, and every one before it, stays as recorded: a second
+  /// handle names it or a mark was taken after it. Safe from any thread.
+  void keep_as_is(std::uint32_t i) const noexcept {
+    std::uint32_t floor = fuse_floor.load(std::memory_order_relaxed);
+    while (floor <= i && !fuse_floor.compare_exchange_weak(floor, i + 1, std::memory_order_relaxed)) {
+    }
   }
 
   /// Where statement i's operands begin.
@@ -331,7 +346,7 @@ struct scalar_store final : store {
       stopped.resize(kept_stops);
     }
     if (keep <= 1) elementary = 0;
-    if (fuse_floor > keep) fuse_floor = keep;
+    if (fuse_floor.load(std::memory_order_relaxed) > keep) fuse_floor.store(keep, std::memory_order_relaxed);
     if (swept > keep) swept = keep;
     if (node_labels.size() > keep) node_labels.resize(keep);
     // A released leaf made before `keep` may still be a child of a kept node.
