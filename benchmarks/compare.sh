@@ -27,6 +27,18 @@ peers="$bench/peers/bench_scalar_peers"
 [[ -x "$th" ]] || th=""
 [[ -x "$peers" ]] || peers=""
 
+# libtorch is measured on OpenBLAS's OpenMP build (libopenblas0-openmp). Debian
+# selects one OpenBLAS variant for the whole system (update-alternatives), and
+# installing libopenblas-dev selects the pthreads one; the twin's library path
+# puts the OpenMP build first whichever is selected. The BLAS it loaded is
+# printed with its results.
+torch_env=()
+for dir in /usr/lib/*/openblas-openmp; do
+  if [[ -e "$dir/libopenblas.so.0" ]]; then
+    torch_env=(env "LD_LIBRARY_PATH=$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  fi
+done
+
 # Each side's threads come from its own call (Eigen::setNbThreads,
 # torch::set_num_threads); OMP_NUM_THREADS is set to match so that no library
 # starts more OpenMP threads than that.
@@ -43,7 +55,7 @@ for round in $(seq 1 "$rounds"); do
   for config in tiny big; do
     for threads in 1 2; do
       run "$threads" "$tg" --config "$config" $steps
-      [[ -n "$th" ]] && run "$threads" "$th" --config "$config" $steps
+      [[ -n "$th" ]] && run "$threads" "${torch_env[@]}" "$th" --config "$config" $steps
     done
   done
 done
@@ -51,7 +63,7 @@ done
 echo "--- time to 99.5% held-out, seeds: $seeds (1 thread)"
 for seed in $seeds; do
   run 1 "$tg" --mode converge --seed "$seed"
-  [[ -n "$th" ]] && run 1 "$th" --mode converge --seed "$seed"
+  [[ -n "$th" ]] && run 1 "${torch_env[@]}" "$th" --mode converge --seed "$seed"
 done
 
 if [[ -n "$peers" ]]; then
@@ -114,6 +126,9 @@ if [[ -n "$peers" ]]; then
   awk '/^(dot|logsumexp|chain|mlp) / {
     name = $1 == "mlp" ? "MLP" : $1
     printf "scalar grad/primal, %s: %.2fx (Sacado %.2fx, ADOL-C %.2fx)\n", name, $3, $4, $5 }' "$log"
+  awk '/^(dot|logsumexp|chain|mlp) / {
+    name = $1 == "mlp" ? "MLP" : $1
+    printf "scalar replay grad/primal, %s: %.2fx (ADOL-C taped once %.2fx)\n", name, $6, $7 }' "$log"
 fi
 echo "scalar tape bytes per op: ${bytes:-n/a}"
 echo "allocations per steady step: $(grep -o 'allocations_per_step=[0-9.]*' "$log" | cut -d= -f2 | sort -g | tail -1 |

@@ -12,6 +12,8 @@
 // function the gradient/primal time ratio (best of the repetitions), the bytes
 // of tape per recorded operation, and the heap allocations made by one warm
 // gradient evaluation (operator new is replaced below to count them).
+// A third variant, replay, records each function once with tapegrad::record
+// and times Recording::value_and_grad: the same gradient without recording.
 //
 //   bench_scalar_scalar_bench                          # the defaults: 5 repetitions
 //   bench_scalar_scalar_bench --benchmark_repetitions=9
@@ -123,6 +125,80 @@ void gradient(benchmark::State& state, Case c) {
       benchmark::DoNotOptimize(r.data());
     }
     tape.clear();
+  }
+}
+
+/// The inputs of case `c` as one flat list, and a Problem whose fields for
+/// `c` are the given Values: how a case is recorded for replay.
+std::vector<double> flat_inputs(Case c) {
+  const Inputs& in = inputs();
+  std::vector<double> x;
+  auto add = [&](const std::vector<double>& v) { x.insert(x.end(), v.begin(), v.end()); };
+  switch (c) {
+    case Case::dot:
+      add(in.a);
+      add(in.b);
+      break;
+    case Case::logsumexp:
+      add(in.logits);
+      break;
+    case Case::chain:
+      x.push_back(kChainStart);
+      break;
+    case Case::mlp:
+      add(in.w1);
+      add(in.b1);
+      add(in.w2);
+      add(in.b2);
+      add(in.x);
+      break;
+  }
+  return x;
+}
+
+Problem<Value> problem_from(Case c, const std::vector<Value>& x) {
+  Problem<Value> p;
+  std::size_t k = 0;
+  auto take = [&](std::vector<Value>& v) {
+    for (Value& e : v) e = x[k++];
+  };
+  switch (c) {
+    case Case::dot:
+      take(p.a);
+      take(p.b);
+      break;
+    case Case::logsumexp:
+      take(p.logits);
+      break;
+    case Case::chain:
+      p.chain_start = x[0];
+      break;
+    case Case::mlp:
+      take(p.mlp.w1);
+      take(p.mlp.b1);
+      take(p.mlp.w2);
+      take(p.mlp.b2);
+      take(p.x);
+      break;
+  }
+  return p;
+}
+
+tapegrad::Recording<double> record_case(Case c) {
+  return tapegrad::record([c](const std::vector<Value>& x) { return run(c, problem_from(c, x)); }, flat_inputs(c));
+}
+
+/// Record once, then replay: value and gradient from the recorded program,
+/// for the same inputs each time (the function has no branch on Values).
+void replay(benchmark::State& state, Case c) {
+  tapegrad::Recording<double> rec = record_case(c);
+  const std::vector<double> x = flat_inputs(c);
+  std::vector<double> g(x.size());
+  for (auto _ : state) {
+    double r = rec.value_and_grad(x, g);
+    benchmark::DoNotOptimize(r);
+    benchmark::DoNotOptimize(g.data());
+    benchmark::ClobberMemory();
   }
 }
 
@@ -254,6 +330,19 @@ double check_gradients() {
     }
     tape.clear();
   }
+  // A replay's gradient against the tape's, entry by entry.
+  for (Case c : kCases) {
+    tapegrad::Recording<double> rec = record_case(c);
+    const std::vector<double> x = flat_inputs(c);
+    const std::vector<double> replayed = rec.grad(x);
+    tapegrad::Tape fresh;
+    tapegrad::Tape::Scope in_fresh(fresh);
+    std::vector<Value> leaves(x.begin(), x.end());
+    Value r = run(c, problem_from(c, leaves));
+    r.backward();
+    for (std::size_t i = 0; i < x.size(); ++i)
+      worst = std::max(worst, std::abs(replayed[i] - leaves[i].grad()) / std::max(1.0, std::abs(leaves[i].grad())));
+  }
   return worst;
 }
 
@@ -290,13 +379,14 @@ int main(int argc, char** argv) {
   for (Case c : kCases) {
     benchmark::RegisterBenchmark((std::string(name_of(c)) + "/primal").c_str(), primal, c);
     benchmark::RegisterBenchmark((std::string(name_of(c)) + "/gradient").c_str(), gradient, c);
+    benchmark::RegisterBenchmark((std::string(name_of(c)) + "/replay").c_str(), replay, c);
   }
   CollectingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
   std::printf("\nSummary (best CPU time per iteration over the repetitions; ratio = gradient / primal)\n");
-  std::printf("%-10s %12s %14s %8s %8s  %-8s %8s %8s %8s %8s\n", "function", "primal ns", "gradient ns", "ratio",
-              "target", "", "ops", "stmts", "B/op", "allocs");
+  std::printf("%-10s %12s %14s %8s %8s  %-8s %8s %8s %8s %8s %12s %8s\n", "function", "primal ns", "gradient ns",
+              "ratio", "target", "", "ops", "stmts", "B/op", "allocs", "replay ns", "ratio");
   bool all_met = true;
   double max_bytes = 0;
   std::vector<std::string> summary;
@@ -317,12 +407,18 @@ int main(int argc, char** argv) {
     const double ratio = g->second / p->second;
     const bool met = ratio <= target_ratio(c);
     all_met = all_met && met;
-    std::printf("%-10s %12.0f %14.0f %8.2f %8.1f  %-8s %8zu %8zu %8.1f %8ld\n", name.c_str(), p->second, g->second,
-                ratio, target_ratio(c), verdict(met), facts.ops, facts.statements, facts.bytes_per_op,
-                facts.allocations);
+    const auto rp = reporter.best_ns.find(name + "/replay");
+    const double replay_ns = rp == reporter.best_ns.end() ? 0.0 : rp->second;
+    std::printf("%-10s %12.0f %14.0f %8.2f %8.1f  %-8s %8zu %8zu %8.1f %8ld %12.0f %8.2f\n", name.c_str(), p->second,
+                g->second, ratio, target_ratio(c), verdict(met), facts.ops, facts.statements, facts.bytes_per_op,
+                facts.allocations, replay_ns, replay_ns / p->second);
     char line[96];
     std::snprintf(line, sizeof line, "scalar grad/primal, %s: %.2fx", name.c_str(), ratio);
     summary.push_back(line);
+    if (replay_ns > 0) {
+      std::snprintf(line, sizeof line, "scalar replay grad/primal, %s: %.2fx", name.c_str(), replay_ns / p->second);
+      summary.push_back(line);
+    }
   }
   const TapeFacts mlp = measure_tape(Case::mlp);
   std::printf(
