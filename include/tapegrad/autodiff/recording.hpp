@@ -198,7 +198,7 @@ Recording<T> record(F&& f, const std::vector<T>& xs) {
   inputs.reserve(xs.size());
   for (const T x : xs) {
     inputs.emplace_back(tape, x);
-    (void)detail::recorder<T>::reg_of(store, inputs.back());
+    (void)detail::tracer<T>::reg_of(store, inputs.back());
   }
   out.inputs_ = xs.size();
   const std::uint32_t epoch = tape.epoch();
@@ -208,7 +208,7 @@ Recording<T> record(F&& f, const std::vector<T>& xs) {
   if (!y.is_alive() || &detail::access<basic_value<T>>::store_of(y) != &store)
     throw value_error("record: the function returned " + y.describe() +
                       ", which is not a Value of the recording's tape");
-  out.result_ = detail::recorder<T>::reg_of(store, y);
+  out.result_ = detail::tracer<T>::reg_of(store, y);
   program.node_reg = {};
   program.leaf_reg = {};
   return out;

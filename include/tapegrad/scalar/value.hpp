@@ -25,7 +25,9 @@ class basic_value;
 
 namespace detail {
 template <class T>
-struct recorder;
+struct recorder;  // how operations record (value_impl.hpp)
+template <class T>
+struct tracer;  // what they add while a function is recorded for replay (tracer.hpp)
 /// True when A and B are both (references to) the Value type V.
 template <class A, class B, class V>
 concept both_values = std::same_as<std::remove_cvref_t<A>, V> && std::same_as<std::remove_cvref_t<B>, V>;
@@ -112,7 +114,7 @@ class basic_value {
   /// their value is what the recorded operation computed.
   void set_data(T x) {
     if (!is_leaf()) throw value_error("set_data: " + describe() + " is an intermediate; only a leaf can be set");
-    detail::recorder<T>::check_not_traced(*this, "set_data");
+    detail::tracer<T>::check_not_traced(*this, "set_data");
     leaf().value = x;
   }
 
@@ -329,17 +331,14 @@ class basic_value {
     return *this;
   }
 
-  // Comparisons look at the data only; they record nothing on the tape. While
-  // a function is recorded for replay (autodiff/recording.hpp), each one is
-  // noted, and every replay checks that it comes out the same.
-  friend bool operator==(const basic_value& a, const basic_value& b) { return detail::recorder<T>::equal(a, &b, T(0)); }
-  friend bool operator==(const basic_value& a, T b) { return detail::recorder<T>::equal(a, nullptr, b); }
-  friend std::partial_ordering operator<=>(const basic_value& a, const basic_value& b) {
-    return detail::recorder<T>::compare(a, &b, T(0));
+  // Comparisons look at the data and record nothing on the tape; a recording
+  // for replay (autodiff/recording.hpp) notes each and rechecks it per replay.
+  friend bool operator==(const basic_value& a, const basic_value& b) { return detail::tracer<T>::equal(a, &b, T(0)); }
+  friend bool operator==(const basic_value& a, T b) { return detail::tracer<T>::equal(a, nullptr, b); }
+  friend auto operator<=>(const basic_value& a, const basic_value& b) {
+    return detail::tracer<T>::compare(a, &b, T(0));
   }
-  friend std::partial_ordering operator<=>(const basic_value& a, T b) {
-    return detail::recorder<T>::compare(a, nullptr, b);
-  }
+  friend auto operator<=>(const basic_value& a, T b) { return detail::tracer<T>::compare(a, nullptr, b); }
 
   friend std::ostream& operator<<(std::ostream& os, const basic_value& v) {
     return os << "Value(data=" << v.data() << ", grad=" << v.grad() << ")";
@@ -348,6 +347,7 @@ class basic_value {
  private:
   friend struct detail::access<basic_value>;
   friend struct detail::recorder<T>;
+  friend struct detail::tracer<T>;
   struct raw_tag {};
   struct empty_tag {};
   explicit basic_value(empty_tag) noexcept {}
@@ -384,10 +384,9 @@ class basic_value {
   // The statement index of an intermediate handle.
   std::uint32_t node_index() const noexcept { return h_.index & detail::slot_mask; }
 
-  // This handle was just copied from another. A leaf copy takes a reference.
-  // A copy of an intermediate tells the store that its statement now has two
-  // handles, so no operation extends it (the source handle is left untouched:
-  // it may be read on another thread at the same time).
+  // This handle was just copied: a leaf copy takes a reference; a copy of an
+  // intermediate tells the store its statement has two handles, so nothing
+  // extends it. The source is only read (another thread may read it too).
   void adopt() noexcept {
     if (!s_) return;
     if (is_leaf()) return retain();
@@ -397,7 +396,7 @@ class basic_value {
 
   bool in_place_leaf() const { return !is_grad_enabled() && is_leaf(); }
   basic_value& set_in_place(T x) {
-    detail::recorder<T>::check_not_traced(*this, "an in-place update under NoGradGuard");
+    detail::tracer<T>::check_not_traced(*this, "an in-place update under NoGradGuard");
     leaf().value = x;
     return *this;
   }
@@ -418,12 +417,7 @@ class basic_value {
     return i < s_->nodes.size() && s_->nodes[i].epoch == h_.stamp;
   }
 
-  basic_value wrap(std::uint32_t index) const {
-    if (!(index & detail::leaf_bit)) s_->keep_as_is(index);
-    const std::uint32_t stamp =
-        (index & detail::leaf_bit) ? s_->leaves[index & detail::slot_mask].generation : s_->nodes[index].epoch;
-    return from_raw(*s_, index, stamp);
-  }
+  basic_value wrap(std::uint32_t index) const { return detail::access<basic_value>::wrap(*s_, index); }
 
   // A leaf handle holds one reference to its slot while its counted bit is
   // set. A copy takes one only where the leaf can be used (this thread owns
