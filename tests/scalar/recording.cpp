@@ -91,6 +91,94 @@ TEST_CASE("recording: a replay matches recording afresh, value bit for bit, at m
   CHECK(check.passed);
 }
 
+// A replay runs sums of products as single instructions (the running total
+// in a register); these check that the result is the tape's, bit for bit,
+// and that a total or a product read anywhere else is kept as it was.
+TEST_CASE("recording: sums of products are one instruction and replay bit for bit") {
+  const auto dot = [](const std::vector<Value>& x) {
+    const std::size_t n = x.size() / 2;
+    Value s = x[0] * x[n];
+    for (std::size_t i = 1; i < n; ++i) s += x[i] * x[n + i];
+    return s;
+  };
+  std::vector<double> x(40);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(1.7 * static_cast<double>(i) + 0.3);
+  auto f = tapegrad::record(dot, x);
+  CHECK(f.operations() == 39);  // 20 products, 19 sums
+  CHECK(f.instructions() == 1);
+  for (double shift : {0.0, 0.25, -1.5}) {
+    std::vector<double> y = x;
+    for (double& e : y) e = e * 1.3 + shift;
+    const auto fresh = tapegrad::value_and_grad(dot, y);
+    const auto replayed = f.value_and_grad(y);
+    CHECK(replayed.value == fresh.value);
+    for (std::size_t i = 0; i < 20; ++i) {
+      CHECK(replayed.grad[i] == y[20 + i]);  // d/da_i = b_i exactly
+      CHECK(replayed.grad[20 + i] == y[i]);
+    }
+  }
+
+  SUBCASE("plain terms and constants: s += exp(x - c), then 2 s + 1") {
+    const auto g = [](const std::vector<Value>& v) {
+      Value s = exp(v[0] - 0.5);
+      for (std::size_t i = 1; i < v.size(); ++i) s += exp(v[i] - 0.5);
+      return s * 2.0 + 1.0;
+    };
+    auto r = tapegrad::record(g, {0.1, 0.2, 0.3});
+    CHECK(r.instructions() == 9);  // three subtractions, three exps, one sum, times 2, plus 1
+    const std::vector<double> at{0.7, -1.1, 2.3};
+    const auto fresh = tapegrad::value_and_grad(g, at);
+    const auto replayed = r.value_and_grad(at);
+    CHECK(replayed.value == fresh.value);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(replayed.grad[i] == 2.0 * std::exp(at[i] - 0.5));
+  }
+  SUBCASE("a zero's sign is kept: -0 + -0 is -0") {
+    auto r =
+        tapegrad::record([](const std::vector<Value>& v) { return v[0] * v[1] + v[2] * v[3]; }, {1.0, 2.0, 3.0, 4.0});
+    CHECK(r.instructions() == 1);
+    const double y = r.value({-0.0, 1.0, 1.0, -0.0});
+    CHECK(y == 0.0);
+    CHECK(std::signbit(y));
+  }
+  SUBCASE("a product or a total read twice stays an instruction of its own") {
+    const auto g = [](const std::vector<Value>& v) {
+      const Value p = v[0] * v[1];
+      Value s = p + v[2] * v[3];
+      const Value half = s * 0.5;  // reads the total in the middle of the sum
+      s += p * v[2];
+      return s + half;
+    };
+    auto r = tapegrad::record(g, {1.0, 2.0, 3.0, 4.0});
+    CHECK(r.instructions() > 1);
+    const std::vector<double> at{1.5, -2.0, 0.5, 3.0};
+    const auto fresh = tapegrad::value_and_grad(g, at);
+    const auto replayed = r.value_and_grad(at);
+    CHECK(replayed.value == fresh.value);
+    // f = 1.5 (a b + c d) + a b c: by hand.
+    const double a = at[0], b = at[1], c = at[2], d = at[3];
+    CHECK(replayed.grad[0] == doctest::Approx(1.5 * b + b * c).epsilon(1e-15));
+    CHECK(replayed.grad[1] == doctest::Approx(1.5 * a + a * c).epsilon(1e-15));
+    CHECK(replayed.grad[2] == doctest::Approx(1.5 * d + a * b).epsilon(1e-15));
+    CHECK(replayed.grad[3] == doctest::Approx(1.5 * c).epsilon(1e-15));
+  }
+  SUBCASE("a product made under NoGradGuard passes no gradient through the sum") {
+    auto r = tapegrad::record(
+        [](const std::vector<Value>& v) {
+          Value c;
+          {
+            tapegrad::NoGradGuard off;
+            c = v[0] * v[1];
+          }
+          return c + v[1] * v[1];
+        },
+        {1.0, 1.0});
+    const auto out = r.value_and_grad({3.0, 4.0});
+    CHECK(out.value == 28.0);
+    CHECK(out.grad[0] == 0.0);
+    CHECK(out.grad[1] == 8.0);
+  }
+}
+
 TEST_CASE("recording: stop_gradient and NoGradGuard pass no gradient on replay") {
   SUBCASE("stop_gradient") {
     auto f = tapegrad::record([](const std::vector<Value>& x) { return x[0] * tapegrad::stop_gradient(x[0]); }, {2.0});

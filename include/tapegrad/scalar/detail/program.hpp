@@ -41,6 +41,7 @@ struct program_step {
   std::uint8_t kind = unary;
   std::uint8_t expect = 0;                                   // guards: the recorded outcome
   bool no_grad = false;                                      // computed, but passes no gradient
+  std::uint8_t closure_bytes = 0;                            // how much of `closure` the kernel uses
   alignas(std::max_align_t) unsigned char closure[16] = {};  // the kernel's captured constants
 };
 
@@ -85,9 +86,10 @@ struct replay_program {
 
   template <class F>
   static void keep_closure(program_step<T>& st, const F& f) {
-    if constexpr (fits<F>)
+    if constexpr (fits<F>) {
       std::memcpy(st.closure, &f, sizeof(F));
-    else
+      st.closure_bytes = static_cast<std::uint8_t>(std::is_empty_v<F> ? 0 : sizeof(F));
+    } else
       throw value_error("record: an operation whose kernel captures more than a step holds cannot be replayed");
   }
 
