@@ -132,6 +132,21 @@ TEST_CASE("recording: sums of products are one instruction and replay bit for bi
     CHECK(replayed.value == fresh.value);
     for (std::size_t i = 0; i < 3; ++i) CHECK(replayed.grad[i] == 2.0 * std::exp(at[i] - 0.5));
   }
+  SUBCASE("two products added, in a chain of 50 steps: x = sin(x) x + 0.5 x") {
+    const auto g = [](const std::vector<Value>& v) {
+      Value t = v[0];
+      for (int k = 0; k < 50; ++k) t = sin(t) * t + 0.5 * t;
+      return t;
+    };
+    auto r = tapegrad::record(g, {0.7});
+    CHECK(r.instructions() == 100);  // per step: sin, then both products and their sum as one
+    for (const double at : {0.3, 0.7, 1.9}) {
+      const auto fresh = tapegrad::value_and_grad(g, std::vector<double>{at});
+      const auto replayed = r.value_and_grad({at});
+      CHECK(replayed.value == fresh.value);
+      CHECK(replayed.grad[0] == doctest::Approx(fresh.grad[0]).epsilon(1e-13));
+    }
+  }
   SUBCASE("a zero's sign is kept: -0 + -0 is -0") {
     auto r =
         tapegrad::record([](const std::vector<Value>& v) { return v[0] * v[1] + v[2] * v[3]; }, {1.0, 2.0, 3.0, 4.0});

@@ -66,10 +66,11 @@ class compiled_replay {
     fma_k,        // out = a * b + c, b a constant's register
     exp_fn,       // out = exp a
     tanh_fn,      // out = tanh a
-    sin_fn,       // out = sin a; cos a kept as the partial in slot c
+    sin_fn,       // out = sin a (the reverse sweep takes cos a, off the forward's critical path)
     unary,        // out = kernel c (a); its partial kept in slot c
     binary,       // out = kernel c (a, b); both partials kept in slot c
     sum,          // out = c + the b terms from a on (a running sum, one term at a time)
+    dot2,         // out = the two products from term a on, added
     stop,         // out = a, passing no gradient; this and what follows have no reverse step
     order_guard,  // a <=> b must give outcome c
     equal_guard,  // a == b must give outcome c
@@ -134,7 +135,7 @@ class compiled_replay {
                                     : insn{m.a, constant_register(constant[folds[k]]), other, st.out, fma_k, false};
       } else if (in.code >= add_k && in.code <= mul_k) {
         in.c = constant_register(constant[k]);
-      } else if (in.code == sin_fn || in.code == unary || in.code == binary) {
+      } else if (in.code == unary || in.code == binary) {
         in.c = static_cast<std::uint32_t>(kernels_.size());
         kernels_.push_back(kernel{st.call1, st.call2, {}});
         std::memcpy(kernels_.back().closure, st.closure, sizeof st.closure);
@@ -156,7 +157,9 @@ class compiled_replay {
 
   /// Runs the program forward at `x` (already checked to have inputs() entries).
   T forward(std::span<const T> x, const char* what) {
-    regs_.assign(init_.begin(), init_.end());
+    // Constants keep their registers from one replay to the next; every other
+    // register an instruction reads is written earlier in the same replay.
+    if (regs_.size() != init_.size()) regs_.assign(init_.begin(), init_.end());
     std::copy(x.begin(), x.end(), regs_.begin());
     partials_.resize(2 * kernels_.size());
     T* r = regs_.data();
@@ -199,18 +202,20 @@ class compiled_replay {
         case tanh_fn:
           r[in.out] = std::tanh(r[in.a]);
           break;
-        case sin_fn: {
-          const T v = r[in.a];
-          pd[2 * in.c] = std::cos(v);
-          r[in.out] = std::sin(v);
+        case sin_fn:
+          r[in.out] = std::sin(r[in.a]);
           break;
-        }
         case unary:
           r[in.out] = kern[in.c].call1(kern[in.c].closure, r[in.a], pd[2 * in.c]);
           break;
         case binary:
           r[in.out] = kern[in.c].call2(kern[in.c].closure, r[in.a], r[in.b], pd[2 * in.c], pd[2 * in.c + 1]);
           break;
+        case dot2: {
+          const term* t = terms + in.a;
+          r[in.out] = rounded(r[t[1].a] * r[t[1].b]) + rounded(r[t[0].a] * r[t[0].b]);
+          break;
+        }
         case sum: {
           T acc = r[in.c];
           for (const term* t = terms + in.a; t != terms + in.a + in.b; ++t)
@@ -290,6 +295,8 @@ class compiled_replay {
           g[in.a] += go * (T(1) - r[in.out] * r[in.out]);
           break;
         case sin_fn:
+          g[in.a] += go * std::cos(r[in.a]);
+          break;
         case unary:
           g[in.a] += go * pd[2 * in.c];
           break;
@@ -297,6 +304,7 @@ class compiled_replay {
           g[in.a] += go * pd[2 * in.c];
           g[in.b] += go * pd[2 * in.c + 1];
           break;
+        case dot2:  // its c is a constant's register, which nothing reads back
         case sum:
           g[in.c] += go;
           for (const term* t = terms + in.a; t != terms + in.a + in.b; ++t) {
@@ -445,6 +453,7 @@ class compiled_replay {
         }
       }
       total.b = static_cast<std::uint32_t>(terms_.size()) - total.a;
+      if (chain.size() == 1 && first[h] != none) total.code = dot2;  // a * b + c * d
       out.push_back(total);
     }
     code_ = std::move(out);
