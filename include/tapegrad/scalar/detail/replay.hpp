@@ -383,8 +383,10 @@ class compiled_replay {
   // reverse sweep hands every term the same adjoint, which is what each link
   // of the chain would have passed on. The intermediate totals are never
   // written; nothing else reads them.
-  void collapse_sums(const std::vector<std::uint32_t>& uses) {
+  void collapse_sums(const std::vector<std::uint32_t>& read) {
     const std::size_t n = code_.size();
+    // Registers made for inline constants come after those `read` counts.
+    const auto once = [&](std::uint32_t r) { return r < read.size() && read[r] == 1; };
     const auto links = [](const insn& in) {
       return !in.no_grad && (in.code == add || in.code == fma || in.code == fma_k);
     };
@@ -395,7 +397,7 @@ class compiled_replay {
       const insn& in = code_[k];
       if (!links(in)) continue;
       for (const std::uint32_t r : {in.code == add ? in.a : in.c, in.code == add ? in.b : none}) {
-        if (r == none || uses[r] != 1 || writer[r] == none || !links(code_[writer[r]])) continue;
+        if (r == none || !once(r) || writer[r] == none || !links(code_[writer[r]])) continue;
         prev[k] = writer[r];
         next[writer[r]] = static_cast<std::uint32_t>(k);
         break;
@@ -410,8 +412,7 @@ class compiled_replay {
       const insn& in = code_[k];
       if (!links(in) || prev[k] != none || in.code == add) continue;
       const std::uint32_t w = writer[in.c];
-      if (uses[in.c] != 1 || w == none || code_[w].no_grad || (code_[w].code != mul && code_[w].code != mul_k))
-        continue;
+      if (!once(in.c) || w == none || code_[w].no_grad || (code_[w].code != mul && code_[w].code != mul_k)) continue;
       first[k] = w;
       taken[w] = true;
       if (minus_zero == none) minus_zero = constant_register(T(-0.0));
