@@ -5,12 +5,16 @@
 //
 //   step_tapegrad --config tiny|big --threads N            median ms per step
 //   step_tapegrad --mode converge --seed S --threads N     seconds to 99.5% held-out
+//   step_tapegrad --mode gemm --config big --threads N     Eigen's float GEMM alone at the step's shapes
 //
 // A step is zero_grad, forward, mean cross-entropy, backward, the tape's clear
 // and an Adam step. Threads are Eigen's (OpenMP builds only).
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
 #include <tapegrad/optim.hpp>
@@ -55,11 +59,39 @@ int correct(Classifier& model, const Batch& held_out) {
   return right;
 }
 
+/// The rate of Eigen's float matrix product alone, built as this program is,
+/// at the products of a step's linear layers ([tokens x d_model] times
+/// [d_model x d_ff], and back): the ceiling a GEMM-bound step approaches.
+void gemm_rate(const Config& c) {
+  const index_t tokens = c.batch * c.seq;
+  const index_t shapes[][3] = {
+      {tokens, c.d_model, c.d_ff}, {tokens, c.d_ff, c.d_model}, {tokens, c.d_model, c.d_model}};
+  for (const auto& s : shapes) {
+    const Eigen::MatrixXf a = Eigen::MatrixXf::Random(s[0], s[1]), b = Eigen::MatrixXf::Random(s[1], s[2]);
+    Eigen::MatrixXf out(s[0], s[2]);
+    double best = 1e30;
+    for (int round = 0; round < 9; ++round) {
+      constexpr int reps = 20;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) out.noalias() = a * b;
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
+    }
+    std::printf("side=eigen mode=gemm config=%s shape=[%ld x %ld]x[%ld x %ld] threads=%d gflops=%.1f check=%g\n",
+                c.name, static_cast<long>(s[0]), static_cast<long>(s[1]), static_cast<long>(s[1]),
+                static_cast<long>(s[2]), Eigen::nbThreads(),
+                2.0 * double(s[0]) * double(s[1]) * double(s[2]) / best / 1e9, static_cast<double>(out(0, 0)));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args a = parse_args(argc, argv);
   Eigen::setNbThreads(a.threads);
+  if (a.mode == "gemm") {
+    gemm_rate(*a.config);
+    return 0;
+  }
   tapegrad::Tape tape;
   tapegrad::Tape::Scope use(tape);
   Classifier model(*a.config, a.mode == "converge" ? a.seed : 1);
