@@ -25,8 +25,10 @@ namespace tapegrad {
 /// gradients without recording again. Made by `tapegrad::record`.
 ///
 /// A replay repeats the operations the function performed when it was
-/// recorded, in the same order, with the same kernels: at the recorded inputs
-/// it gives the same value, bit for bit. It is right at other inputs as long
+/// recorded, in the same order, each computed as its kernel computed it (the
+/// recording is compiled once: common operations inline, running sums of
+/// products as one step): at the recorded inputs it gives the same value, bit
+/// for bit. It is right at other inputs as long
 /// as the function would take the same path there. Every comparison between
 /// Values the function made (`x < y`, `x == 0.0`) is checked again at each
 /// replay, and a different outcome raises `replay_error`: record again at
