@@ -146,6 +146,30 @@ const char* name_of(Case c) {
   return "?";
 }
 
+/// The inputs of case c, in a fixed order: what each library differentiates by.
+template <class Num>
+std::vector<Num*> inputs_of(Case c, Problem<Num>& p) {
+  std::vector<Num*> out;
+  auto add = [&](std::vector<Num>& v) {
+    for (Num& e : v) out.push_back(&e);
+  };
+  switch (c) {
+    case Case::dot:
+      add(p.a), add(p.b);
+      break;
+    case Case::logsumexp:
+      add(p.logits);
+      break;
+    case Case::chain:
+      out.push_back(&p.chain_start);
+      break;
+    case Case::mlp:
+      add(p.mlp.w1), add(p.mlp.b1), add(p.mlp.w2), add(p.mlp.b2), add(p.x);
+      break;
+  }
+  return out;
+}
+
 template <class Num>
 Num run(Case c, const Problem<Num>& p) {
   switch (c) {

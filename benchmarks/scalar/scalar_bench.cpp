@@ -131,56 +131,16 @@ void gradient(benchmark::State& state, Case c) {
 /// The inputs of case `c` as one flat list, and a Problem whose fields for
 /// `c` are the given Values: how a case is recorded for replay.
 std::vector<double> flat_inputs(Case c) {
-  const Inputs& in = inputs();
+  Problem<double> p;
   std::vector<double> x;
-  auto add = [&](const std::vector<double>& v) { x.insert(x.end(), v.begin(), v.end()); };
-  switch (c) {
-    case Case::dot:
-      add(in.a);
-      add(in.b);
-      break;
-    case Case::logsumexp:
-      add(in.logits);
-      break;
-    case Case::chain:
-      x.push_back(kChainStart);
-      break;
-    case Case::mlp:
-      add(in.w1);
-      add(in.b1);
-      add(in.w2);
-      add(in.b2);
-      add(in.x);
-      break;
-  }
+  for (const double* v : inputs_of(c, p)) x.push_back(*v);
   return x;
 }
 
 Problem<Value> problem_from(Case c, const std::vector<Value>& x) {
   Problem<Value> p;
-  std::size_t k = 0;
-  auto take = [&](std::vector<Value>& v) {
-    for (Value& e : v) e = x[k++];
-  };
-  switch (c) {
-    case Case::dot:
-      take(p.a);
-      take(p.b);
-      break;
-    case Case::logsumexp:
-      take(p.logits);
-      break;
-    case Case::chain:
-      p.chain_start = x[0];
-      break;
-    case Case::mlp:
-      take(p.mlp.w1);
-      take(p.mlp.b1);
-      take(p.mlp.w2);
-      take(p.mlp.b2);
-      take(p.x);
-      break;
-  }
+  const std::vector<Value*> slots = inputs_of(c, p);
+  for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = x[i];
   return p;
 }
 

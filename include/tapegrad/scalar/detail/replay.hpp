@@ -36,19 +36,15 @@ TAPEGRAD_ALWAYS_INLINE T rounded(T x) noexcept {
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__aarch64__))
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
 #if defined(__x86_64__)
-    asm("" : "+x"(x));
+    asm("" : "+x"(x));  // in a vector register, opaque to the compiler
 #else
     asm("" : "+w"(x));
 #endif
     return x;
-  } else {
-    volatile T kept = x;
-    return kept;
   }
-#else
-  volatile T kept = x;
-  return kept;
 #endif
+  volatile T kept = x;  // elsewhere: through memory
+  return kept;
 }
 
 template <class T>

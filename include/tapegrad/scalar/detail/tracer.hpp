@@ -26,12 +26,6 @@ template <class T>
 struct tracer {
   using value = basic_value<T>;
 
-  // While a store has a program, each operation also appends a step to it:
-  // the registers it reads, a fresh register for its result, and its kernel
-  // (the same lambda that just ran), so a replay recomputes values and
-  // partials for new inputs. Statements may still fuse: the program keeps
-  // one register per operation whatever the tape does.
-
   /// The first op slot that is not the library's own (custom ops).
   static constexpr std::uint16_t first_custom_op = op_softplus + 1;
 
